@@ -1,0 +1,221 @@
+"""Frame sampling, a latest-frame-wins mailbox and the stats windows of the assistant node.
+
+ROS-free on purpose: the node's determinism under bag replay and sim time rests on these, so
+they are tested directly (test/test_sampling.py) without DDS.
+
+- :class:`FpsGate` keeps frames by their *header stamp*, never by arrival time, so which frames
+  are processed depends only on the stamps (same bag, same frames, at any replay rate).
+- :class:`LatestMailbox` hands the newest kept frame to one worker thread; a frame that waits
+  while a newer one arrives is replaced (counted as a drop), so the worker never falls behind
+  the camera (opendr#275: queues of depth 10 made outputs lag ever more).
+- :class:`StatsWindow` and :class:`RateMeter` compute the figures published in AssistantStats.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+NS_PER_S = 1_000_000_000
+
+
+class FpsGate:
+    """Keep a frame when its stamp reaches the next point of a 1/fps grid of stamps.
+
+    All arithmetic is in integer nanoseconds, so stamps such as ``100.0 + i * 0.1`` land exactly
+    on the grid and the same stamps always give the same decisions (no float drift).
+
+    The grid is anchored at the first frame. After a kept frame, ``next_due`` advances by one
+    period, or by as many periods as needed to pass that frame when stamps jumped ahead (a gap in
+    the stream). A stamp older than the last kept one (a bag loop, a sim restart) re-anchors the
+    grid at that frame and keeps it.
+    """
+
+    def __init__(self, fps: float) -> None:
+        self._lock = threading.Lock()
+        self._period_ns = self._period(fps)
+        self._next_due_ns: int | None = None
+        self._last_kept_ns: int | None = None
+
+    @staticmethod
+    def _period(fps: float) -> int:
+        if not fps > 0.0:
+            raise ValueError(f"fps must be > 0, got {fps!r}")
+        return max(1, round(NS_PER_S / fps))
+
+    @property
+    def period_s(self) -> float:
+        """The sampling period in seconds (1/fps)."""
+        return self._period_ns / NS_PER_S
+
+    def set_fps(self, fps: float) -> None:
+        """Change the rate; the grid continues from the last kept frame with the new period."""
+        period = self._period(fps)
+        with self._lock:
+            self._period_ns = period
+            if self._last_kept_ns is not None:
+                self._next_due_ns = self._last_kept_ns + period
+
+    def reset(self) -> None:
+        """Forget the grid: the next frame is kept and anchors a new one."""
+        with self._lock:
+            self._next_due_ns = None
+            self._last_kept_ns = None
+
+    def offer(self, stamp_ns: int) -> bool:
+        """Return True when the frame stamped ``stamp_ns`` is to be processed."""
+        with self._lock:
+            due = self._next_due_ns
+            if due is None or (self._last_kept_ns is not None and stamp_ns < self._last_kept_ns):
+                self._keep(stamp_ns, stamp_ns + self._period_ns)
+                return True
+            if stamp_ns < due:
+                return False
+            periods = (stamp_ns - due) // self._period_ns + 1
+            self._keep(stamp_ns, due + periods * self._period_ns)
+            return True
+
+    def _keep(self, stamp_ns: int, next_due_ns: int) -> None:
+        self._last_kept_ns = stamp_ns
+        self._next_due_ns = next_due_ns
+
+
+class LatestMailbox(Generic[T]):
+    """A depth-1, latest-wins hand-over from executor callbacks to one worker thread."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: T | None = None
+        self._has_item = False
+        self._closed = False
+
+    def put(self, item: T) -> T | None:
+        """Store ``item``; return the unprocessed item it replaced (a drop), if any."""
+        with self._cond:
+            replaced = self._item if self._has_item else None
+            self._item, self._has_item = item, True
+            self._cond.notify()
+            return replaced
+
+    def get(self, timeout: float | None = None) -> T | None:
+        """Take the waiting item; None when the timeout passed or the mailbox was closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._has_item or self._closed, timeout)
+            if not self._has_item:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            return item
+
+    def clear(self) -> T | None:
+        """Discard the waiting item (returned so the caller can count it)."""
+        with self._cond:
+            item = self._item if self._has_item else None
+            self._item, self._has_item = None, False
+            return item
+
+    def close(self) -> None:
+        """Wake every waiter; further ``get`` calls return at once (None when empty)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Undo :meth:`close` (a lifecycle node re-activated)."""
+        with self._cond:
+            self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close` until :meth:`reopen`."""
+        return self._closed
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (``q`` in 0..100) of ``values``; 0.0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n*q/100), at least 1
+    return ordered[int(min(rank, len(ordered))) - 1]
+
+
+class StatsWindow:
+    """Processing times of the last processed frames, keyed by their stream stamps.
+
+    ``real_time_factor`` = processing time / stream time covered by the processed frames of the
+    window (the last ``window_s`` seconds of *stream* time). Below 1 the worker keeps up with the
+    sampled stream; above 1 it falls behind and the mailbox starts replacing frames.
+    """
+
+    def __init__(self, window_s: float = 10.0, max_samples: int = 200) -> None:
+        self._window_s = window_s
+        self._samples: deque[tuple[float, float]] = deque(maxlen=max_samples)
+        self._lock = threading.Lock()
+
+    def add(self, stamp_s: float, processing_s: float) -> None:
+        """Record one processed frame."""
+        with self._lock:
+            if self._samples and stamp_s < self._samples[-1][0]:
+                self._samples.clear()  # time went backwards (bag loop): start a new window
+            self._samples.append((stamp_s, processing_s))
+            while self._samples and self._samples[0][0] < stamp_s - self._window_s:
+                self._samples.popleft()
+
+    def clear(self) -> None:
+        """Forget all samples."""
+        with self._lock:
+            self._samples.clear()
+
+    def percentiles(self) -> tuple[float, float]:
+        """(p50, p95) of the processing times in the window."""
+        with self._lock:
+            times = [p for _, p in self._samples]
+        return percentile(times, 50), percentile(times, 95)
+
+    def real_time_factor(self, period_s: float) -> float:
+        """Processing time over stream time; ``period_s`` is the sampling period (1/fps)."""
+        with self._lock:
+            if not self._samples:
+                return 0.0
+            span = self._samples[-1][0] - self._samples[0][0] + period_s
+            busy = sum(p for _, p in self._samples)
+        return busy / span if span > 0 else 0.0
+
+
+class RateMeter:
+    """Arrival rate of events (Hz) over the last ``window_s`` seconds of a monotonic clock."""
+
+    def __init__(self, window_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        """Record one event now."""
+        now = self._clock()
+        with self._lock:
+            self._times.append(now)
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        while self._times and self._times[0] < now - self._window_s:
+            self._times.popleft()
+
+    def rate_hz(self) -> float:
+        """Events per second; decays to 0 within ``window_s`` after the events stop."""
+        now = self._clock()
+        with self._lock:
+            self._prune(now)
+            n = len(self._times)
+            if n < 2:
+                return 0.0
+            first, last = self._times[0], self._times[-1]
+        # While events flow, measure between the first and last; once they stop, let the rate
+        # decay with the silence instead of freezing at the last value.
+        span = last - first if now - last <= 1.0 else now - first
+        return (n - 1) / span if span > 0 else 0.0
