@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from proassist_ros.utils import netns
 
-ISOLATION_ERROR: str | None = None
-if os.environ.get(netns.ISOLATED_ENV) != "1" or not netns.only_loopback():
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Re-exec under ``unshare -n`` (output capture is suspended at this point, so fds are real)."""
+    if os.environ.get(netns.ISOLATED_ENV) == "1" and netns.only_loopback():
+        return
     try:
         netns.reexec_isolated(netns.python_argv())
     except RuntimeError as exc:  # no exec happened
-        ISOLATION_ERROR = str(exc)
+        netns.isolation_error = str(exc)

@@ -32,6 +32,7 @@ fi
   || { echo "[setup] Python 3.11 is required (found $("$PY" --version))" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || { step "creating .venv ($("$PY" --version))"; "$PY" -m venv "$VENV"; }
 mkdir -p "$STAMPS"
+touch "$VENV/COLCON_IGNORE"   # colcon must not crawl the venv's share/*/package.xml
 req_hash=$(hash_of requirements.txt)
 if [ "$(cat "$STAMPS/requirements" 2>/dev/null)" != "$req_hash" ]; then
   step "pip install -r requirements.txt (first time: ~2 min, ~1.7 GB)"
@@ -79,6 +80,8 @@ if [ "$(cat "$STAMPS/editable" 2>/dev/null)" != "$py_hash" ]; then
 fi
 
 # 5. The embedded LLM: convert the SmolLM2 GGUF once into a safetensors cache (outside git).
-step "embedded model cache"
-"$VENV/bin/python" -m proassist_ros.model.embedded --prepare
+if [ -f "$ROOT/proassist_ros/model/embedded.py" ]; then
+  step "embedded model cache"
+  "$VENV/bin/python" -m proassist_ros.model.embedded --prepare
+fi
 step "ready: $VENV"

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-import conftest as root_conftest
 from proassist_ros.utils import netns
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +19,8 @@ _domains = itertools.count(random.randint(1, 60))
 
 
 def _require_isolation() -> None:
-    if root_conftest.ISOLATION_ERROR or not netns.only_loopback():
-        pytest.fail(f"DDS test refused: {root_conftest.ISOLATION_ERROR or 'not isolated'}")
+    if netns.isolation_error or not netns.only_loopback():
+        pytest.fail(f"DDS test refused: {netns.isolation_error or 'not in a private namespace'}")
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 ISOLATED_ENV = "PROASSIST_NETNS"
+# Why isolation failed in this process (set by the test harness), None when it did not fail.
+isolation_error: str | None = None
 
 
 def only_loopback() -> bool:
