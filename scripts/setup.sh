@@ -65,7 +65,7 @@ if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$if_hash" ]; then
       -DPROASSIST_INSTALL_PYTHON_SOURCES=OFF -DBUILD_TESTING=OFF > cmake.log 2>&1 && \
     make -j2 install > make.log 2>&1) || {
       echo "[setup] interface build failed; log: build/venv-interfaces/{cmake,make}.log" >&2
-      tail -30 "$ROOT/build/venv-interfaces/cmake.log" "$ROOT/build/venv-interfaces/make.log" >&2 || true
+      tail -n 30 "$ROOT/build/venv-interfaces/cmake.log" "$ROOT/build/venv-interfaces/make.log" >&2 || true
       exit 1; }
   echo "$if_hash" > "$STAMPS/interfaces"
 fi
