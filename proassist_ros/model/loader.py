@@ -1,0 +1,81 @@
+"""``load(spec)``: the single entry point that turns a spec string into a ``ProAssistModel``.
+
+Specs: ``"tiny"`` (random, tests), ``"embedded"`` (SmolLM2-135M-Instruct + small random SigLIP,
+untrained for ProAssist), or a directory: an own checkpoint (``proassist_config.json``) or a
+released ProAssist directory (``adapter_config.json`` / ``config.json`` with ProAct keys; needs
+``llm_path=`` and ``vision_path=``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from proassist_ros.model.config import CONFIG_NAME
+from proassist_ros.model.modeling import ProAssistModel
+
+log = logging.getLogger(__name__)
+
+DTYPES = {
+    "fp32": torch.float32, "float32": torch.float32,
+    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
+    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r} (one of {sorted(DTYPES)})") from None
+
+
+def load(
+    spec: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+    **overrides: Any,
+) -> ProAssistModel:
+    """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md)."""
+    spec_s = str(spec)
+    if spec_s == "tiny":
+        from proassist_ros.model.tiny import load_tiny
+
+        model = load_tiny(**overrides)
+    elif spec_s == "embedded":
+        from proassist_ros.model.embedded import load_embedded
+
+        model = load_embedded(**overrides)
+    else:
+        path = Path(spec_s).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(
+                f"model spec {spec_s!r} is neither 'tiny', 'embedded' nor an existing directory"
+            )
+        if (path / CONFIG_NAME).is_file():
+            from proassist_ros.model.checkpoint import load_checkpoint
+
+            model = load_checkpoint(path, **overrides)
+        elif (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+            from proassist_ros.model.released import load_released
+
+            model = load_released(path, **overrides)
+        else:
+            raise FileNotFoundError(
+                f"{path}: missing {CONFIG_NAME} (own checkpoint) and adapter_config.json / "
+                "config.json (released ProAssist directory)"
+            )
+    torch_dtype = resolve_dtype(dtype)
+    model.to(device=torch.device(device), dtype=torch_dtype) if torch_dtype else model.to(torch.device(device))
+    if model.config.untrained:
+        log.warning(
+            "model %r is UNTRAINED for ProAssist (%s): its speak/silence decisions and replies are "
+            "not meaningful", model.config.name, model.config.source,
+        )
+    return model.eval()

@@ -1,0 +1,145 @@
+"""Streaming inference on a KV cache: one forward per frame chunk, speak/silence, greedy replies.
+
+Re-implements ``fast_greedy_generate`` and the per-frame step of spec §2.2 with transformers 5's
+Cache API (``DynamicCache``, passed as ``cache=``). All mutable per-stream state lives in
+``StreamState`` (P18). Positions always continue from the current cache length, also after
+``drop_middle`` shortened it (P9: kept keys are not re-rotated, exactly like the original).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers import DynamicCache
+
+from proassist_ros.model.modeling import ProAssistModel
+
+FORCE_LOGIT = 1e4  # the original forces the eot logit to ±1e4 (spec §2.2 step 4c)
+
+
+@dataclass
+class StreamState:
+    """Per-stream KV cache; ``num_tokens`` is its length (= next position id)."""
+
+    cache: DynamicCache | None = None
+    num_tokens: int = 0
+
+    @classmethod
+    def new(cls) -> StreamState:
+        return cls()
+
+    def clone(self) -> StreamState:
+        """Independent copy (e.g. to keep Drop-Middle's initial part or to branch a stream)."""
+        return StreamState(copy.deepcopy(self.cache), self.num_tokens)
+
+
+@dataclass
+class FrameStep:
+    """Outcome of one frame decision (spec §2.2 step 4/5).
+
+    ``token_ids``: generated ids (header included, terminating end-of-turn excluded); empty iff
+    the frame was silent. ``spoke``: the cleaned ``text`` is non-empty ("" means silence, also
+    when some tokens were generated). ``finished``: the reply ended with the end-of-turn token
+    (False when it was cut at ``max_new_tokens``).
+    """
+
+    p_silence: float
+    spoke: bool
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finished: bool = False
+
+
+@torch.no_grad()
+def forward_chunk(
+    model: ProAssistModel,
+    state: StreamState,
+    input_ids: Sequence[int],
+    frame_feats: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Append one chunk to the stream's cache; return its fp32 logits (T, V).
+
+    ``frame_feats`` (n_img_tokens, D_llm) fill the chunk's ``<image>`` slots in order.
+    """
+    ids = torch.as_tensor(list(input_ids), dtype=torch.long, device=model.device)  # (T,)
+    if ids.numel() == 0:
+        return torch.empty(0, model.vocab_size, dtype=torch.float32, device=model.device)
+    embeds = model.embed_tokens(ids, frame_feats)[None]  # (1, T, D)
+    if state.cache is None:
+        state.cache = DynamicCache(config=model.llm.config)
+    # P9: positions continue from the cache length, which drop_middle may have shortened.
+    positions = torch.arange(ids.numel(), device=model.device)[None] + state.num_tokens  # (1, T)
+    out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True)
+    state.cache = out.cache if out.cache is not None else state.cache
+    state.num_tokens += int(ids.numel())
+    return out.logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
+
+
+def _argmax(logits: torch.Tensor) -> int:
+    return int(torch.argmax(logits).item())
+
+
+@torch.no_grad()
+def step_frame(
+    model: ProAssistModel,
+    state: StreamState,
+    input_ids: Sequence[int],
+    frame_feats: torch.Tensor | None,
+    theta: float,
+    max_new_tokens: int = 100,
+    append_eot_after_reply: bool = False,
+) -> FrameStep:
+    """One frame decision: feed the chunk, decide, maybe reply (spec §2.2 step 4).
+
+    Silent iff P(silence) > θ, P from an fp32 softmax at the chunk's last position (the last
+    visual token). θ ≤ 0 disables the rule: plain argmax. When speaking, the silence logit is
+    forced down and the argmax taken (normally the first header token, not forced to be, P21),
+    then greedy decoding feeds each token until the end-of-turn token or ``max_new_tokens``
+    generated tokens (header included). As in the original the final token — the end-of-turn
+    token or the one at the limit — is not fed back, unless ``append_eot_after_reply`` (P1), in
+    which case the cache ends with ``reply<eot>`` as in training.
+    """
+    chat = model.chat
+    silence = chat.silence_id
+    last = forward_chunk(model, state, input_ids, frame_feats)[-1]  # (V,) fp32
+    p_silence = float(torch.softmax(last, dim=-1)[silence].item())
+    if theta > 0:
+        if p_silence > theta:
+            return FrameStep(p_silence, False)
+        last = last.clone()
+        last[silence] = -FORCE_LOGIT
+    first = _argmax(last)
+    if first == silence or max_new_tokens <= 0:
+        return FrameStep(p_silence, False)
+
+    tokens = [first]
+    finished = False
+    while len(tokens) < max_new_tokens:
+        nxt = _argmax(forward_chunk(model, state, tokens[-1:])[-1])
+        if nxt == silence:
+            finished = True
+            break
+        tokens.append(nxt)
+    if append_eot_after_reply:
+        forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence])
+    text = chat.clean_reply(tokens)
+    return FrameStep(p_silence, bool(text), tokens, text, finished)
+
+
+def drop_middle(state: StreamState, keep_prefix: int, keep_last: int) -> None:
+    """Keep the first ``keep_prefix`` and the last ``keep_last`` cached positions (spec §3.3).
+
+    The tail starts at ``max(len − keep_last, keep_prefix)``. Keys are not re-rotated (P9); the
+    next chunk's positions continue from the new, shorter length.
+    """
+    n = state.num_tokens
+    if state.cache is None or n <= keep_prefix + keep_last:
+        return
+    tail = max(n - keep_last, keep_prefix)
+    for layer in state.cache.layers:
+        layer.keys = torch.cat([layer.keys[..., :keep_prefix, :], layer.keys[..., tail:, :]], dim=-2)
+        layer.values = torch.cat([layer.values[..., :keep_prefix, :], layer.values[..., tail:, :]], dim=-2)
+    state.num_tokens = keep_prefix + (n - tail)

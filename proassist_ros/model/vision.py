@@ -1,0 +1,92 @@
+"""SigLIP frame encoder: I feature vectors per frame (spec §1.2, P3, P4).
+
+Token 1 is SigLIP's ``pooler_output`` — the multi-head-attention-pooling ("MAP") head over the
+post-layernorm last layer (SigLIP has no CLS token; ProAssist calls this the "cls" token). For
+I = 5 / 10 the *last* layer's post-LN patch grid is average-pooled with PyTorch's
+``adaptive_avg_pool2d`` to 2×2 / 3×3 and flattened row-major. The released code uses the last
+layer although its config and the paper say "second last" (P3), and PyTorch's adaptive bins
+overlap at 2×2 over an odd grid (P4) — both are reproduced by using exactly these calls.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import SiglipVisionConfig, SiglipVisionModel
+
+Frames = np.ndarray | torch.Tensor | Sequence[np.ndarray]
+
+
+def build_vision_tower(config: SiglipVisionConfig | dict, attn_implementation: str = "sdpa") -> SiglipVisionModel:
+    """A randomly initialised SigLIP vision tower (weights are loaded by the caller)."""
+    if isinstance(config, dict):
+        config = SiglipVisionConfig(**{k: v for k, v in config.items() if k != "transformers_version"})
+    config._attn_implementation = attn_implementation
+    return SiglipVisionModel(config).eval()
+
+
+def _resize_crop(frame: torch.Tensor, size: int) -> torch.Tensor:
+    """(3,H,W) uint8 → (3,size,size) float in [0,255]: shorter side → size (bicubic), centre crop.
+
+    Mirrors the dataset preparation (PIL bicubic resize + centre crop, spec §6.4), with rounding
+    to whole numbers as a uint8 JPEG pipeline would do.
+    """
+    _, h, w = frame.shape
+    x = frame.float()
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+        x = F.interpolate(x[None], size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)[0]
+        x = x.round().clamp_(0, 255)
+        h, w = nh, nw
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[:, top : top + size, left : left + size]
+
+
+def preprocess(frames: Frames, image_size: int) -> torch.Tensor:
+    """uint8 RGB frames of any size → SigLIP pixel values (N,3,S,S) in [-1, 1].
+
+    Accepts an (N,H,W,3) array/tensor, one (H,W,3) frame, or a list of (H,W,3) frames (sizes may
+    differ). ×1/255 then (x−0.5)/0.5 as in ``clip_vision_encode``.
+    """
+    if isinstance(frames, (np.ndarray, torch.Tensor)) and frames.ndim == 3:
+        frames = frames[None]
+    items = list(frames)
+    if not items:
+        raise ValueError("no frames given")
+    out = []
+    for f in items:
+        t = torch.as_tensor(np.ascontiguousarray(f) if isinstance(f, np.ndarray) else f)
+        if t.ndim != 3 or t.shape[-1] != 3:
+            raise ValueError(f"expected (H,W,3) RGB frames, got shape {tuple(t.shape)}")
+        if t.dtype != torch.uint8:
+            raise ValueError(f"expected uint8 frames, got {t.dtype}")
+        out.append(_resize_crop(t.permute(2, 0, 1), image_size))
+    x = torch.stack(out)  # (N,3,S,S) in [0,255]
+    return (x / 255.0 - 0.5) / 0.5
+
+
+def pool_patches(last_hidden_state: torch.Tensor, n: int) -> torch.Tensor:
+    """(N, P, D) post-LN patch tokens → (N, n², D): adaptive average pooling, row-major."""
+    num, p, d = last_hidden_state.shape
+    g = math.isqrt(p)
+    if g * g != p:
+        raise ValueError(f"patch count {p} is not a square grid")
+    grid = last_hidden_state.reshape(num, g, g, d).permute(0, 3, 1, 2)  # (N, D, g, g)
+    pooled = F.adaptive_avg_pool2d(grid, (n, n))  # (N, D, n, n)
+    return pooled.flatten(2).transpose(1, 2)  # (N, n², D)
+
+
+@torch.no_grad()
+def encode_pixels(tower: SiglipVisionModel, pixels: torch.Tensor, patch_grid: int) -> torch.Tensor:
+    """(N,3,S,S) pixel values → (N, I, D_vision), I = 1 + patch_grid²."""
+    out = tower(pixel_values=pixels)
+    head = out.pooler_output[:, None]  # (N, 1, D): MAP head = ProAssist's "cls" token
+    if patch_grid == 0:
+        return head
+    # SigLIP patch tokens start at index 0 (no CLS), last layer after post_layernorm.
+    return torch.cat([head, pool_patches(out.last_hidden_state, patch_grid)], dim=1)

@@ -1,0 +1,205 @@
+"""Streaming on the KV cache: equivalence with a full forward, θ rule, replies, Drop-Middle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from proassist_ros.model import (
+    StreamState,
+    drop_middle,
+    forward_chunk,
+    load,
+    step_frame,
+)
+from proassist_ros.model.testing import calibrate_silence, final_hidden, random_frames
+
+
+def build_stream(model, n_frames=22, seed=0):
+    """Chunks of a stream with interleaved user / knowledge / assistant turns (spec §1.6, §2.1).
+
+    Returns a list of (input_ids, frame_feats or None); assistant replies are teacher-forced
+    chunks of their own, right after the frame that triggered them.
+    """
+    chat = model.chat
+    feats = model.embed_frames(random_frames(n_frames, seed=seed))  # (N, I, D)
+    chunks = []
+    for k in range(n_frames):
+        ids = []
+        if k == 0:
+            ids += chat.bos_ids() + chat.message_ids("system", "You are a proactive assistant.")
+        if k == 3:
+            ids += chat.message_ids("user", "I want to assemble the toy car.")
+            ids += chat.message_ids("system", "Task knowledge: 1. attach wheels 2. add cabin")
+        if k == 12:
+            ids += chat.message_ids("user", "What next <|eot_id|> <image>?")
+        chunks.append((ids + chat.image_ids(1), feats[k]))
+        if k in (4, 9, 13, 19):
+            chunks.append((chat.message_ids("assistant", f"Reply number {k}, attach the wheel."), None))
+    return chunks
+
+
+def full_sequence(chunks):
+    ids = [i for c, _ in chunks for i in c]
+    feats = torch.cat([f for _, f in chunks if f is not None])
+    return ids, feats
+
+
+@pytest.mark.parametrize("chat_format,tokens_per_frame", [("llama3", 5), ("chatml", 1), ("chatml", 10)])
+def test_streaming_equals_full_forward(chat_format, tokens_per_frame):
+    model = load("tiny", chat_format=chat_format, tokens_per_frame=tokens_per_frame, seed=1)
+    chunks = build_stream(model)
+    state = StreamState.new()
+    streamed = torch.cat([forward_chunk(model, state, ids, f) for ids, f in chunks])  # (T, V)
+    ids, feats = full_sequence(chunks)
+    assert state.num_tokens == len(ids) == state.cache.get_seq_length()
+    with torch.no_grad():
+        emb = model.embed_tokens(torch.tensor(ids), feats)[None]
+        full = model.llm(inputs_embeds=emb).logits[0].float()
+    assert streamed.dtype == torch.float32 and streamed.shape == full.shape == (len(ids), model.vocab_size)
+    assert torch.allclose(streamed, full, atol=1e-3, rtol=0), (streamed - full).abs().max()
+    # The frames really are in the sequence: other features change the logits.
+    other = model.embed_tokens(torch.tensor(ids), torch.randn_like(feats))[None]
+    with torch.no_grad():
+        assert not torch.allclose(model.llm(inputs_embeds=other).logits[0].float(), full, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def calibrated():
+    """Tiny model whose P(silence) at the 22 decision points is spread over (0, 1)."""
+    model = load("tiny", chat_format="llama3", tokens_per_frame=1, seed=2)
+    chunks = [c for c in build_stream(model) if c[1] is not None]  # frames only, no replies
+    ids, feats = full_sequence(chunks)
+    hidden = final_hidden(model, ids, feats)
+    ends = torch.cumsum(torch.tensor([len(c) for c, _ in chunks]), 0) - 1
+    targets = [0.04 + 0.92 * ((7 * k) % 22) / 21 for k in range(len(chunks))]
+    calibrate_silence(model, hidden[ends], targets)
+    return model, chunks, targets
+
+
+def decide_all(model, chunks, theta, max_new_tokens=3):
+    """Decisions of every frame on the same fixed context (each branch on a clone)."""
+    base, steps = StreamState.new(), []
+    for ids, f in chunks:
+        steps.append(step_frame(model, base.clone(), ids, f, theta, max_new_tokens=max_new_tokens))
+        forward_chunk(model, base, ids, f)
+    return steps
+
+
+def test_p_silence_is_fp32_softmax(calibrated):
+    model, chunks, targets = calibrated
+    steps = decide_all(model, chunks, theta=0.5)
+    got = [s.p_silence for s in steps]
+    assert got == pytest.approx(targets, abs=2e-3)
+
+
+def test_theta_monotonic_and_rule(calibrated):
+    model, chunks, _ = calibrated
+    counts = []
+    for theta in (0.1, 0.3, 0.5, 0.7, 0.9):
+        steps = decide_all(model, chunks, theta)
+        for s in steps:  # silent iff P(silence) > θ (P15: lower θ = fewer utterances)
+            assert (len(s.token_ids) == 0) == (s.p_silence > theta)
+            assert s.spoke == bool(s.text) and (not s.spoke or s.token_ids)
+        counts.append(sum(s.spoke for s in steps))
+    assert counts == sorted(counts) and counts[0] < counts[-1], counts
+    assert counts[0] <= 3 and counts[-1] >= 18, counts
+
+
+def test_theta_nonpositive_is_plain_argmax(calibrated):
+    model, chunks, _ = calibrated
+    base = StreamState.new()
+    for theta in (0.0, -1.0):
+        for s, (ids, f) in zip(decide_all(model, chunks, theta), chunks, strict=True):
+            logits = forward_chunk(model, base.clone(), ids, f)[-1]
+            assert (s.token_ids == []) == (int(logits.argmax()) == model.chat.silence_id)
+            if s.token_ids:
+                assert s.token_ids[0] == int(logits.argmax())
+            forward_chunk(model, base, ids, f) if theta == 0.0 else None
+        base = StreamState.new()
+    # Here eot is the argmax everywhere (the other 49k tokens share the rest): θ ≤ 0 is not the
+    # θ rule, which would speak at every frame with P(silence) ≤ θ.
+    assert all(not s.token_ids for s in decide_all(model, chunks, 0.0))
+    # An uncalibrated model's argmax is not eot: θ ≤ 0 speaks, starting with the argmax token.
+    raw = load("tiny", chat_format="llama3", tokens_per_frame=1, seed=2)
+    ids, f = chunks[0]
+    step = step_frame(raw, StreamState.new(), ids, f, theta=0.0, max_new_tokens=2)
+    logits = forward_chunk(raw, StreamState.new(), ids, f)[-1]
+    assert step.token_ids and step.token_ids[0] == int(logits.argmax()) != raw.chat.silence_id
+
+
+def test_reply_feeding_and_limits(calibrated):
+    model, chunks, targets = calibrated
+    k = min(range(len(chunks)), key=lambda i: targets[i])  # a frame where it speaks
+    prefix = chunks[:k]
+    ids, f = chunks[k]
+
+    def run(**kw):
+        state = StreamState.new()
+        for c, g in prefix:
+            forward_chunk(model, state, c, g)
+        before = state.num_tokens
+        step = step_frame(model, state, ids, f, theta=0.5, **kw)
+        return step, state.num_tokens - before - len(ids)
+
+    step, fed = run(max_new_tokens=7)
+    assert step.p_silence < 0.5 and len(step.token_ids) == 7 and not step.finished
+    assert fed == 6  # the token at the limit is generated but not fed (original loop)
+    assert model.chat.silence_id not in step.token_ids
+    step_eot, fed_eot = run(max_new_tokens=7, append_eot_after_reply=True)
+    assert step_eot.token_ids == step.token_ids and fed_eot == 8  # ...last token + eot (P1)
+
+    # A reply that stops on the end-of-turn token: make eot likely right after the 3rd token.
+    head = model.llm.get_output_embeddings().weight
+    saved = head.clone()
+    try:
+        seq = [i for c, _ in prefix for i in c] + ids + step.token_ids[:3]
+        hidden = final_hidden(model, seq, torch.cat([g for _, g in prefix] + [f]))
+        at = len(seq) - 4  # last frame token, then tokens 1, 2, 3 of the reply
+        calibrate_silence(model, hidden[at:], [0.01, 1e-7, 1e-7, 0.999])
+        stop, fed_stop = run(max_new_tokens=50)
+        assert stop.finished and stop.token_ids == step.token_ids[:3]
+        assert fed_stop == 3  # tokens 1..3 are fed, the eot that ends the reply is not
+        stop_eot, fed_stop_eot = run(max_new_tokens=50, append_eot_after_reply=True)
+        assert stop_eot.token_ids == stop.token_ids and fed_stop_eot == 4
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+
+
+def test_drop_middle_positions_continue_from_short_cache():
+    """After Drop-Middle, kept keys keep their RoPE angles; new tokens continue at len (P9).
+
+    One decoder layer: its keys depend only on token and position, so a plain forward over the
+    kept tokens at their original positions is an exact reference for the sliced cache.
+    """
+    model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, num_layers=1)
+    chunks = build_stream(model, n_frames=12)
+    ids, feats = full_sequence(chunks)
+    state = StreamState.new()
+    forward_chunk(model, state, ids, feats)
+    n, keep_prefix, keep_last = len(ids), 20, 15
+    drop_middle(state, keep_prefix, keep_last)
+    assert state.num_tokens == keep_prefix + keep_last == state.cache.get_seq_length()
+    new_ids = model.chat.message_ids("user", "Next step?")
+    got = forward_chunk(model, state, new_ids)
+    assert state.num_tokens == keep_prefix + keep_last + len(new_ids)
+
+    kept = list(range(keep_prefix)) + list(range(n - keep_last, n))
+    all_emb = model.embed_tokens(torch.tensor(ids), feats)
+    new_emb = model.embed_tokens(torch.tensor(new_ids))
+    emb = torch.cat([all_emb[kept], new_emb])[None]
+    pos = torch.tensor(kept + [keep_prefix + keep_last + i for i in range(len(new_ids))])[None]
+    with torch.no_grad():
+        want = model.llm(inputs_embeds=emb, position_ids=pos).logits[0, -len(new_ids):].float()
+    assert torch.allclose(got, want, atol=1e-3, rtol=0)
+    # Positions matter: continuing from the original length would give other logits.
+    pos_orig = torch.tensor(kept + [n + i for i in range(len(new_ids))])[None]
+    with torch.no_grad():
+        other = model.llm(inputs_embeds=emb, position_ids=pos_orig).logits[0, -len(new_ids):].float()
+    assert not torch.allclose(got, other, atol=1e-3)
+
+    small = StreamState.new()
+    forward_chunk(model, small, ids[:30], feats[: ids[:30].count(model.chat.img_token_id)])
+    drop_middle(small, 20, 15)  # nothing to drop
+    assert small.num_tokens == 30
