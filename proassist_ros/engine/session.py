@@ -1,0 +1,304 @@
+"""AssistantSession: one streaming assistant per video stream (spec §2), ROS-free.
+
+A session owns the per-stream state the paper's runner keeps (KV cache, pending prefix, initial
+system prompt, knowledge — spec P18), the θ decision, context management (§3), talk policies and
+task state. Frames go in with their stamps; utterances come out. The node, the evaluation and the
+benchmarks all drive this one class.
+
+Threading: ``push_frame(s)``, ``reset`` and ``set_task(reset_context=True)`` serialise on one
+lock; ``push_user_utterance`` and ``set_task`` only queue their text (an inbox drained at the next
+frame, spec §2.4: "prepended to the next frame's input"), so a ROS callback never waits for
+inference.
+
+Catch-up (beyond the paper, so a 512-token IPS summary does not freeze the stream): frames that
+arrived while the session was busy are given together to ``push_frames``; their visual tokens are
+fed in ONE forward and every frame's decision is read at its own last visual token. If a frame
+decides to speak, the cache is cut back to that frame, which is re-run with a reply; the rest
+continue after it. So a backlog costs about one forward, not one per frame.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from proassist_ros.model.streaming import StreamState, forward_chunk, step_frame
+
+from . import context as ctx
+from .config import EngineConfig
+from .knowledge import knowledge_message, parse_steps
+from .labels import classify
+from .policies import TalkPolicy
+from .task_state import TaskStateData, TaskTracker
+
+
+@dataclass
+class FrameResult:
+    """What happened at one frame. ``seq`` is the guidance sequence number (−1 when silent)."""
+
+    stamp_s: float
+    spoke: bool = False
+    text: str = ""
+    p_silence: float = 1.0
+    seq: int = -1
+    kind: int = 5
+    priority: int = 1
+    interrupt: bool = False
+    threshold: float = 0.0
+    step_index: int = -1
+    blocked_by: str = ""       # "min_gap" | "talk_budget" | "repeat" when a policy silenced it
+    context_event: str = ""    # "ips" | "drop_middle" | "drop_all" when context was managed
+    summary: str = ""          # the IPS progress summary made at this frame
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Frame:
+    ids: list[int]
+    feats: torch.Tensor        # (I, D_llm)
+    stamp: float
+    has_user: bool
+    answer: bool
+
+
+class AssistantSession:
+    def __init__(self, model, config: EngineConfig | None = None, session_id: str | None = None) -> None:
+        self.model = model
+        self._cfg = config or EngineConfig()
+        self._lock = threading.RLock()
+        self._inbox_lock = threading.Lock()
+        self._inbox: list[tuple] = []
+        self.reset(session_id)
+
+    # ---- control -------------------------------------------------------------------------
+    def reset(self, session_id: str | None = None) -> str:
+        """Back to a clean state: no cache, no dialogue, no task. Returns the new session id."""
+        with self._lock:
+            self.session_id = session_id or uuid.uuid4().hex[:12]
+            self._state = StreamState.new()
+            self._started = False          # BOS + system prompt fed?
+            self._pending: list[int] = []  # ids to prefix to the next frame (IPS / drop_all)
+            self._knowledge = ""           # "Task knowledge: ..." once it entered the stream
+            self._recipe_waiting = ""      # recipe to inject right after the first user turn
+            self._user_seen = False
+            self._init_len: int | None = None   # Drop-Middle's kept initial part
+            self._seq = 0
+            self._policy = TalkPolicy()
+            self._tracker = TaskTracker(self._cfg)
+            self._tracker.state.session_id = self.session_id
+            self.summaries_triggered = 0
+            self.last_input_ids: list[int] = []
+            with self._inbox_lock:
+                self._inbox.clear()
+            return self.session_id
+
+    @property
+    def config(self) -> EngineConfig:
+        return self._cfg
+
+    def update_config(self, **changes: object) -> EngineConfig:
+        """Change θ, policies, … at run time (validated; applies from the next frame)."""
+        new = self._cfg.replace(**changes)
+        self._cfg = new
+        self._tracker.cfg = new
+        return new
+
+    def push_user_utterance(self, text: str, stamp_s: float) -> None:
+        """Queue a user turn; it enters right before the next frame's visual tokens (spec §2.4)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("user utterance must be a non-empty string")
+        with self._inbox_lock:
+            self._inbox.append(("user", text.strip(), float(stamp_s)))
+
+    def set_task(self, goal: str, knowledge: str = "", steps: Sequence[str] = (),
+                 reset_context: bool = False) -> str:
+        """Give the task: the goal enters as the user's first turn, the recipe as "Task knowledge:"
+        right after it (spec §2.4). Steps: given, else parsed from a numbered recipe."""
+        if reset_context:
+            self.reset()
+        steps = [s.strip() for s in steps if s.strip()] or parse_steps(knowledge)
+        self._tracker.set_task(self.session_id, goal.strip(), steps)
+        self._tracker.state.last_guidance_seq = max(self._seq - 1, 0)
+        with self._inbox_lock:
+            self._inbox.append(("task", goal.strip(), knowledge.strip(), float("-inf")))
+        return self.session_id
+
+    def task_state(self) -> TaskStateData:
+        s = self._tracker.state
+        return TaskStateData(**{**s.__dict__, "steps": list(s.steps),
+                                "completed_steps": list(s.completed_steps)})
+
+    @property
+    def context_tokens(self) -> int:
+        return self._state.num_tokens
+
+    # ---- frames --------------------------------------------------------------------------
+    def push_frame(self, rgb: np.ndarray, stamp_s: float) -> FrameResult:
+        return self.push_frames([(rgb, stamp_s)])[0]
+
+    def push_frames(self, frames: Sequence[tuple[np.ndarray, float]]) -> list[FrameResult]:
+        """Process frames in order (a backlog in one forward, see the module docstring)."""
+        if not frames:
+            return []
+        with self._lock, torch.inference_mode():
+            t0 = time.perf_counter()
+            feats = self.model.embed_frames([np.asarray(f) for f, _ in frames])  # (N, I, D)
+            vision_s = (time.perf_counter() - t0) / len(frames)
+            todo = [self._build(feats[i], float(s), i == len(frames) - 1)
+                    for i, (_, s) in enumerate(frames)]
+            results: list[FrameResult] = []
+            while todo:
+                t1 = time.perf_counter()
+                batch = self._fit(todo)
+                out = self._run(batch)
+                results += out
+                done = todo[: len(out)]
+                todo = todo[len(out):]
+                self._after(done[-1], out[-1])
+                for r in out:
+                    r.timings.update(vision_s=vision_s, llm_s=(time.perf_counter() - t1) / len(out))
+            return results
+
+    def _build(self, feats: torch.Tensor, stamp: float, last: bool) -> _Frame:
+        """The token ids of one frame: [BOS + system] + pending + queued turns + I × <image>."""
+        chat = self.model.chat
+        ids: list[int] = []
+        if not self._started:
+            ids += chat.bos_ids() + chat.message_ids("system", self._cfg.system_prompt)
+            self._started = True
+        ids += self._pending
+        self._pending = []
+        has_user = answer = False
+        with self._inbox_lock:
+            take = [m for m in self._inbox if last or m[-1] <= stamp]
+            self._inbox = [m for m in self._inbox if m not in take]
+        for item in take:
+            if item[0] == "user":
+                ids += chat.message_ids("user", item[1])
+                has_user = answer = True
+                if not self._user_seen and self._recipe_waiting:
+                    ids += self._inject_knowledge(self._recipe_waiting)
+                self._user_seen = True
+            else:  # ("task", goal, recipe, _)
+                _, goal, recipe, _ = item
+                if goal:
+                    ids += chat.message_ids("user", goal)
+                    has_user = True
+                    self._user_seen = True
+                if recipe and (goal or self._user_seen):
+                    ids += self._inject_knowledge(recipe)
+                elif recipe:
+                    self._recipe_waiting = recipe
+        ids += chat.image_ids(1)
+        return _Frame(ids, feats, stamp, has_user, answer)
+
+    def _inject_knowledge(self, recipe: str) -> list[int]:
+        self._knowledge = knowledge_message(recipe)
+        self._recipe_waiting = ""
+        return self.model.chat.message_ids("system", self._knowledge)
+
+    def _fit(self, todo: list[_Frame]) -> list[_Frame]:
+        """The longest prefix of ``todo`` that stays under the context trigger (at least one)."""
+        room = self._cfg.trigger_tokens - self._state.num_tokens
+        n, used = 0, 0
+        while n < len(todo) and (n == 0 or used + len(todo[n].ids) < room):
+            used += len(todo[n].ids)
+            n += 1
+        return todo[:n]
+
+    def _run(self, batch: list[_Frame]) -> list[FrameResult]:
+        """Decide every frame of ``batch``; stops after the first one that speaks."""
+        if len(batch) > 1:
+            results = self._silent_prefix(batch)
+            if len(results) == len(batch):
+                return results
+            return results + [self._step(batch[len(results)])]
+        return [self._step(batch[0])]
+
+    def _silent_prefix(self, batch: list[_Frame]) -> list[FrameResult]:
+        """One forward over all frames; results for the frames before the first speaking one.
+        The cache is cut back to the start of that frame so ``_step`` can re-run it."""
+        start = self._state.num_tokens
+        ids = [t for f in batch for t in f.ids]
+        logits = forward_chunk(self.model, self._state, ids, torch.cat([f.feats for f in batch]))
+        results, offset = [], 0
+        for f in batch:
+            offset += len(f.ids)
+            p = float(torch.softmax(logits[offset - 1], -1)[self.model.chat.silence_id])
+            if self._wants_to_speak(p, logits[offset - 1]) and not self._policy.may_speak(self._cfg, f.stamp):
+                self._crop(start + offset - len(f.ids))
+                return results
+            results.append(self._silent(f, p))
+        return results
+
+    def _wants_to_speak(self, p_silence: float, logits: torch.Tensor) -> bool:
+        if self._cfg.theta > 0:
+            return p_silence <= self._cfg.theta
+        return int(torch.argmax(logits)) != self.model.chat.silence_id
+
+    def _step(self, f: _Frame) -> FrameResult:
+        """One frame through the paper's per-frame step, with the talk policies around it."""
+        cfg, chat = self._cfg, self.model.chat
+        self.last_input_ids = list(f.ids)
+        blocked = self._policy.may_speak(cfg, f.stamp)
+        if blocked:  # feed the frame only: exactly a silent step
+            last = forward_chunk(self.model, self._state, f.ids, f.feats)[-1]
+            r = self._silent(f, float(torch.softmax(last, -1)[chat.silence_id]))
+            r.blocked_by = blocked if self._wants_to_speak(r.p_silence, last) else ""
+            return r
+        before_reply = self._state.num_tokens + len(f.ids)
+        step = step_frame(self.model, self._state, f.ids, f.feats, cfg.theta,
+                          max_new_tokens=cfg.reply_max_tokens,
+                          append_eot_after_reply=cfg.append_eot_after_reply)
+        if not step.spoke:
+            return self._silent(f, step.p_silence)
+        if self._policy.is_repeat(cfg, step.text):
+            self._crop(before_reply)  # as if the frame had been silent
+            r = self._silent(f, step.p_silence)
+            r.blocked_by = "repeat"
+            return r
+        self._policy.record(f.stamp, step.text)
+        kind, priority, interrupt = classify(step.text, f.answer)
+        seq, self._seq = self._seq, self._seq + 1
+        self._tracker.state.last_guidance_seq = seq
+        return FrameResult(f.stamp, True, step.text, step.p_silence, seq, kind, priority, interrupt,
+                           cfg.theta, self._tracker.match(step.text))
+
+    def _silent(self, f: _Frame, p: float) -> FrameResult:
+        return FrameResult(f.stamp, p_silence=p, threshold=self._cfg.theta)
+
+    def _crop(self, length: int) -> None:
+        """Cut the cache back to ``length`` positions (slicing, like model.streaming.drop_middle)."""
+        if self._state.cache is not None and self._state.num_tokens > length:
+            for layer in self._state.cache.layers:
+                layer.keys = layer.keys[..., :length, :]
+                layer.values = layer.values[..., :length, :]
+            self._state.num_tokens = length
+
+    def _after(self, f: _Frame, r: FrameResult) -> None:
+        """Bookkeeping after a step: task clock, Drop-Middle's initial part, context management."""
+        self._tracker.on_frame(f.stamp)
+        if f.has_user and self._init_len is None:
+            self._init_len = self._state.num_tokens
+        if self._state.num_tokens < self._cfg.trigger_tokens:
+            return
+        t0 = time.perf_counter()
+        strategy = self._cfg.context_strategy
+        if strategy == "ips":
+            out = ctx.iterative_progress_summarization(self.model, self._state, self._cfg, f.feats,
+                                                       self._knowledge)
+            self._tracker.on_summary(out.summary, f.stamp)
+        elif strategy == "drop_middle":
+            out = ctx.drop_middle_strategy(self.model, self._state, self._cfg, self._init_len)
+        else:
+            out = ctx.drop_all(self.model, self._state, self._cfg, self._knowledge)
+        self._pending = out.prefix_ids + self._pending
+        self.summaries_triggered += 1
+        r.context_event, r.summary = out.event, out.summary
+        r.timings["context_s"] = time.perf_counter() - t0
