@@ -13,6 +13,7 @@ import pytest
 
 from proassist_ros.utils import netns
 
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     """Re-exec under ``unshare -n`` (output capture is suspended at this point, so fds are real)."""
