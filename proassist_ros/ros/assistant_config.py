@@ -1,0 +1,219 @@
+"""Parameters of the assistant node: one table, declared once, read into a typed frozen config.
+
+The table (:data:`PARAMS`) is the single source for the node's declarations (with descriptors
+and ranges), for validation at configure time and at run time, for ``config/proassist.yaml``
+(checked by test_bringup) and for the README. The module imports no rclpy at import time, so the
+launch file, bringup and ROS-free tests can read the table too.
+
+Parameters marked ``runtime`` take effect while the node runs (θ, the engine policies, fps,
+frame_id); the others are read at configure time and may only change while the node is
+unconfigured (``cleanup`` first), because they shape the model, the session or the
+subscriptions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+    from proassist_ros.engine import EngineConfig
+
+Value = bool | int | float | str
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (its type is the parameter's type), meaning, constraints."""
+
+    name: str
+    default: Value
+    description: str
+    runtime: bool = False
+    choices: tuple[str, ...] = ()
+    low: float | None = None
+    high: float | None = None
+
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("model", "embedded",
+              "proassist_ros.model.load spec: 'embedded', 'tiny' (random, tests) or a checkpoint dir"),
+    ParamSpec("device", "auto", "torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda:0'"),
+    ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
+    ParamSpec("fps", 2.0, "frames per second of stream time fed to the model (by header stamps)",
+              runtime=True, low=0.1, high=30.0),
+    ParamSpec("theta", 0.3, "talk threshold θ: silent iff P(silence) > θ (1.0: never silent)",
+              runtime=True, low=0.0, high=1.0),
+    ParamSpec("context_limit", 4096, "KV-cache length (tokens) that triggers context management",
+              low=256, high=131072),
+    ParamSpec("context_strategy", "ips", "what happens at the context limit",
+              choices=("ips", "drop_middle", "drop_all")),
+    ParamSpec("image_topic", "/camera/image_raw",
+              "camera topic; with transport=compressed '<image_topic>/compressed' is used"),
+    ParamSpec("transport", "raw", "image transport", choices=("raw", "compressed")),
+    ParamSpec("image_reliability", "best_effort",
+              "camera subscription reliability (cameras publish best_effort; bags may be reliable)",
+              choices=("best_effort", "reliable")),
+    ParamSpec("image_depth", 1, "camera subscription queue depth (1: always the newest frame)",
+              low=1, high=100),
+    ParamSpec("system_prompt", "", "system prompt; empty: the engine's default"),
+    ParamSpec("knowledge_file", "", "task knowledge (recipe text) loaded at configure; empty: none"),
+    ParamSpec("reply_max_tokens", 100, "cap on the tokens of one reply (assistant header included)",
+              runtime=True, low=1, high=1024),
+    ParamSpec("min_gap_s", 0.0, "minimum stream time between two utterances (0: off)",
+              runtime=True, low=0.0, high=3600.0),
+    ParamSpec("talk_budget_per_min", 0, "max utterances per minute of stream time (0: unlimited)",
+              runtime=True, low=0, high=600),
+    ParamSpec("suppress_repeats", False, "drop an utterance that repeats the previous one",
+              runtime=True),
+    ParamSpec("frame_id", "", "frame_id for outputs; empty: copied from the triggering frame",
+              runtime=True),
+    ParamSpec("autostart", True, "configure and activate at start (no lifecycle manager needed)"),
+)
+SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if p.runtime)
+ENGINE_POLICIES = ("theta", "reply_max_tokens", "min_gap_s", "talk_budget_per_min", "suppress_repeats")
+
+
+@dataclass(frozen=True)
+class AssistantConfig:
+    """The node's validated configuration (field names = parameter names)."""
+
+    model: str = "embedded"
+    device: str = "auto"
+    dtype: str = "auto"
+    fps: float = 2.0
+    theta: float = 0.3
+    context_limit: int = 4096
+    context_strategy: str = "ips"
+    image_topic: str = "/camera/image_raw"
+    transport: str = "raw"
+    image_reliability: str = "best_effort"
+    image_depth: int = 1
+    system_prompt: str = ""
+    knowledge_file: str = ""
+    reply_max_tokens: int = 100
+    min_gap_s: float = 0.0
+    talk_budget_per_min: int = 0
+    suppress_repeats: bool = False
+    frame_id: str = ""
+    autostart: bool = True
+
+    @property
+    def subscribed_image_topic(self) -> str:
+        """The topic actually subscribed (image_transport naming for compressed)."""
+        base = self.image_topic.rstrip("/")
+        return f"{base}/compressed" if self.transport == "compressed" else base
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> AssistantConfig:
+        """Validate ``values`` (name → value; missing names take defaults); ValueError names the bad one."""
+        unknown = set(values) - set(SPECS)
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(sorted(unknown))}")
+        for name, value in values.items():
+            problem = check_value(name, value)
+            if problem:
+                raise ValueError(problem)
+        if not values.get("model", "embedded").strip():
+            raise ValueError("parameter 'model' is empty: give 'embedded', 'tiny' or a checkpoint dir")
+        return cls(**values)
+
+    def with_changes(self, changes: dict[str, Any]) -> AssistantConfig:
+        """A copy with validated changes applied."""
+        return AssistantConfig.from_values({**dataclasses.asdict(self), **changes})
+
+    def engine_config(self) -> EngineConfig:
+        """The engine's configuration for this node configuration."""
+        from proassist_ros.engine import EngineConfig
+
+        kwargs: dict[str, Any] = {
+            "theta": self.theta,
+            "context_limit": self.context_limit,
+            "context_strategy": self.context_strategy,
+            "reply_max_tokens": self.reply_max_tokens,
+            "min_gap_s": self.min_gap_s,
+            "talk_budget_per_min": self.talk_budget_per_min,
+            "suppress_repeats": self.suppress_repeats,
+        }
+        if self.system_prompt:
+            kwargs["system_prompt"] = self.system_prompt
+        return EngineConfig(**kwargs)
+
+    def policies(self) -> dict[str, Any]:
+        """The engine policies that may change at run time."""
+        return {name: getattr(self, name) for name in ENGINE_POLICIES}
+
+
+def check_value(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name``; None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    expected = type(spec.default)
+    ok_type = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok_type, value = True, float(value)
+    if not ok_type:
+        return f"parameter {name!r} must be {expected.__name__}, got {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"parameter {name!r} must be finite, got {value!r}"
+    if spec.choices and value not in spec.choices:
+        return f"parameter {name!r} must be one of {', '.join(spec.choices)}; got {value!r}"
+    if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+        return f"parameter {name!r} must be in [{spec.low}, {spec.high}], got {value!r}"
+    return None
+
+
+def declare_parameters(node: Node) -> None:
+    """Declare every parameter of :data:`PARAMS` on ``node``, with descriptors and ranges."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    for spec in PARAMS:
+        desc = ParameterDescriptor(description=spec.description)
+        constraints = []
+        if spec.choices:
+            constraints.append(f"one of: {', '.join(spec.choices)}")
+        if not spec.runtime:
+            constraints.append("changes only while unconfigured (takes effect at configure)")
+        desc.additional_constraints = "; ".join(constraints)
+        if isinstance(spec.default, float) and spec.low is not None:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+        elif isinstance(spec.default, int) and not isinstance(spec.default, bool) and spec.low is not None:
+            desc.integer_range = [IntegerRange(
+                from_value=int(spec.low), to_value=int(spec.high), step=1)]
+        node.declare_parameter(spec.name, spec.default, desc)
+
+
+def read_config(node: Node) -> AssistantConfig:
+    """Read the declared parameters of ``node`` into a validated :class:`AssistantConfig`."""
+    return AssistantConfig.from_values({p.name: node.get_parameter(p.name).value for p in PARAMS})
+
+
+def resolve_device(device: str) -> str:
+    """'auto' → 'cuda' when a GPU is usable, else 'cpu'; anything else unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def change_problem(name: str, value: Any, current: AssistantConfig | None) -> str | None:
+    """Why a run-time ``set_parameters`` of ``name`` must be refused; None to accept it.
+
+    Names this node does not own (``use_sim_time``, QoS overrides) are accepted untouched.
+    Configure-time parameters may change only while unconfigured (``current`` is None).
+    """
+    if name not in SPECS:
+        return None
+    problem = check_value(name, value)
+    if problem is None and current is not None and name not in RUNTIME_PARAMS \
+            and value != getattr(current, name):
+        problem = f"{name} takes effect at configure: cleanup the node first"
+    return problem

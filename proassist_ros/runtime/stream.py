@@ -1,0 +1,166 @@
+"""The ROS-free core of the assistant node: stamp gate → mailbox → one worker → session.
+
+The node only translates between ROS and this class: it calls :meth:`FrameStream.offer` from its
+image callback (cheap: a stamp comparison and a mailbox swap) and receives every processed frame
+through the ``on_output`` callback on the worker thread. Keeping the stream logic here means it
+can be exercised with a fake session and fake frames, without DDS.
+
+Thread model: ``offer``/``add_utterance``/``enabled`` are called from executor callbacks;
+``_process`` runs on the worker; session calls from services go through :meth:`with_session`.
+One lock serialises every use of the session.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from proassist_ros.runtime.health import StatsSnapshot, StreamCounters, snapshot
+from proassist_ros.runtime.sampling import (
+    FpsGate,
+    LatestMailbox,
+    RateMeter,
+    StatsWindow,
+)
+from proassist_ros.runtime.worker import MailboxWorker
+
+P = TypeVar("P")  # the frame payload (an image message in the node)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Job(Generic[P]):
+    """One kept frame waiting for the worker."""
+
+    payload: P
+    stamp_ns: int
+    received: float  # time.monotonic() at receipt, for latency
+
+
+@dataclass(frozen=True)
+class Output(Generic[P]):
+    """What the worker produced for one frame (handed to ``on_output``)."""
+
+    job: Job[P]
+    result: Any           # engine FrameResult
+    state: Any            # engine TaskStateData after the frame
+    session_id: str
+
+    def latency_s(self) -> float:
+        """Wall time from frame receipt until now (call it right before publishing)."""
+        return time.monotonic() - self.job.received
+
+
+class FrameStream(Generic[P]):
+    """Sampling, hand-over and inference for one camera stream feeding one engine session."""
+
+    def __init__(self, decode: Callable[[P], Any], decode_error: type[Exception],
+                 on_output: Callable[[Output[P]], None],
+                 on_decode_error: Callable[[Exception], None],
+                 on_error: Callable[[BaseException], None], fps: float = 2.0) -> None:
+        self._decode, self._decode_error = decode, decode_error
+        self._on_output, self._on_decode_error = on_output, on_decode_error
+        self._lock = threading.Lock()
+        self._session: Any = None
+        self._gate = FpsGate(fps)
+        self._mailbox: LatestMailbox[Job[P]] = LatestMailbox()
+        self._worker = MailboxWorker(self._mailbox, self._process, on_error)
+        self._utterances: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.counters = StreamCounters()
+        self._window, self._rate = StatsWindow(), RateMeter()
+        self.enabled = True
+        self._context_tokens = 0
+
+    # -- session ------------------------------------------------------------------------------
+    def attach(self, session: Any, fps: float) -> None:
+        """Use ``session`` from now on, sampling at ``fps`` on a fresh stamp grid."""
+        with self._lock:
+            self._session = session
+            self._gate = FpsGate(fps)
+
+    def detach(self) -> None:
+        """Stop the worker and forget the session (the caller frees the model)."""
+        self.stop()
+        with self._lock:
+            self._session = None
+
+    def with_session(self, fn: Callable[[Any], R]) -> R:
+        """Run ``fn(session)`` under the session lock (services: set_task, reset, policies)."""
+        with self._lock:
+            if self._session is None:
+                raise RuntimeError("no session: the node is not configured")
+            return fn(self._session)
+
+    def set_fps(self, fps: float) -> None:
+        """Change the sampling rate (the grid continues from the last kept frame)."""
+        self._gate.set_fps(fps)
+
+    def reset_grid(self) -> None:
+        """Start a new stamp grid at the next frame (after a session reset)."""
+        self._gate.reset()
+
+    # -- worker -------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the inference thread."""
+        self._worker.start()
+
+    def stop(self) -> bool:
+        """Stop the inference thread; a frame still waiting is dropped and counted."""
+        stopped = self._worker.stop()
+        self.discard_pending()
+        return stopped
+
+    def discard_pending(self) -> None:
+        """Drop the frame waiting in the mailbox, if any (counted as dropped)."""
+        if self._mailbox.clear() is not None:
+            self.counters.add(frames_dropped=1)
+
+    # -- inputs (executor callbacks) ----------------------------------------------------------
+    def offer(self, payload: P, stamp_ns: int) -> bool:
+        """A frame arrived; keep it for the worker when enabled and due. True when kept."""
+        self._rate.tick()
+        kept = self.enabled and self._gate.offer(stamp_ns)
+        replaced = self._mailbox.put(Job(payload, stamp_ns, time.monotonic())) if kept else None
+        self.counters.add(frames_received=1, frames_dropped=int(not kept or replaced is not None),
+                          overwritten=int(replaced is not None))
+        return kept
+
+    def add_utterance(self, text: str) -> None:
+        """A user utterance; it enters the session right before the next processed frame."""
+        self._utterances.put(text)
+
+    def _process(self, job: Job[P]) -> None:
+        start = time.perf_counter()
+        try:
+            rgb = self._decode(job.payload)
+        except self._decode_error as exc:
+            self.counters.add(decode_errors=1)
+            self._on_decode_error(exc)
+            return
+        stamp_s = job.stamp_ns / 1e9
+        with self._lock:
+            session = self._session
+            if session is None:
+                return
+            while not self._utterances.empty():
+                session.push_user_utterance(self._utterances.get(), stamp_s)
+            result = session.push_frame(rgb, stamp_s)
+            state, session_id = session.task_state(), session.session_id
+            self._context_tokens = int(session.context_tokens)
+        self._window.add(stamp_s, time.perf_counter() - start)
+        self.counters.add(frames_processed=1, summaries_triggered=int(bool(result.context_event)))
+        self._on_output(Output(job, result, state, session_id))
+
+    # -- stats --------------------------------------------------------------------------------
+    def snapshot(self, active: bool, seconds_since_qos_event: float) -> StatsSnapshot:
+        """All figures for AssistantStats and /diagnostics."""
+        p50, p95 = self._window.percentiles()
+        return snapshot(
+            self.counters, inference_p50_s=p50, inference_p95_s=p95,
+            real_time_factor=self._window.real_time_factor(self._gate.period_s),
+            input_rate_hz=self._rate.rate_hz(), context_tokens=self._context_tokens,
+            active=active, enabled=self.enabled, seconds_since_qos_event=seconds_since_qos_event)

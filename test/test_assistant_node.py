@@ -1,0 +1,228 @@
+"""The assistant node over real DDS: `proassist_node -p model:=tiny` in its own process.
+
+A separate camera process (test/helpers/camera_publisher.py) sends frames at 10 Hz with known
+stamps; this test's own rclpy node listens to the outputs and calls the services. Frame stamps
+are ``start + i * 0.1 s``, so with fps = 2 exactly the frames with i % 5 == 0 are processed.
+The tiny model's replies are capped at 8 tokens (``reply_max_tokens``) so one frame takes ~0.1 s
+and the worker keeps up; θ = 1.0 makes it speak at every processed frame (silent iff
+P(silence) > θ), so every processed frame shows up as one Guidance.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.dds
+
+NS = 1_000_000_000
+START_S = 1_700_000_000
+PERIOD_NS = NS // 10
+FRAME_ID = "head_camera_optical_frame"
+NODE = ["-m", "proassist_ros.ros.assistant_node", "--ros-args", "-p", "model:=tiny",
+        "-p", "theta:=1.0", "-p", "reply_max_tokens:=8"]
+CAMERA = "test/helpers/camera_publisher.py"
+
+
+class ProcessLog:
+    """Collects a child's merged stdout/stderr lines on a thread (never blocks the test)."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc, self.lines = proc, []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, needle: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if needle in self.text:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+class Probe:
+    """The test's own node: records every output of the assistant and calls its services."""
+
+    def __init__(self, ctx: Any) -> None:
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+        from proassist_ros.msg import AssistantStats, Guidance, TaskState
+
+        self.node = rclpy.create_node("probe", context=ctx)
+        self.guidance: list[Guidance] = []
+        self.states: list[TaskState] = []
+        self.stats: list[AssistantStats] = []
+        self.diags: list[Any] = []
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        sub = self.node.create_subscription
+        sub(Guidance, "/proassist/guidance", self.guidance.append, reliable)
+        sub(TaskState, "/proassist/task_state", self.states.append, latched)
+        sub(AssistantStats, "/proassist/stats", self.stats.append, 10)
+        sub(DiagnosticArray, "/diagnostics", self.diags.append, 10)
+        self.executor = SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+
+    def wait(self, pred: Callable[[], Any], timeout: float, what: str | Callable[[], str]) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = pred()
+            if value:
+                return value
+            time.sleep(0.05)
+        pytest.fail(f"timed out after {timeout:g} s waiting for {what if isinstance(what, str) else what()}")
+
+    def call(self, srv_type: Any, name: str, request: Any, timeout: float = 20.0) -> Any:
+        client = self.node.create_client(srv_type, name)
+        try:
+            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+            future = client.call_async(request)
+            self.wait(future.done, timeout, f"reply of {name}")
+            return future.result()
+        finally:
+            self.node.destroy_client(client)
+
+    def wait_settled(self, received: int, timeout: float = 20.0) -> Any:
+        """The first stats message where all ``received`` frames are accounted for."""
+        def settled() -> Any:
+            s = self.stats[-1] if self.stats else None
+            done = s and s.frames_received >= received and (
+                s.frames_processed + s.frames_dropped + s.decode_errors == s.frames_received)
+            return s if done else None
+        return self.wait(settled, timeout, lambda: f"stats accounting for {received} frames "
+                         f"(last: {self.stats[-1] if self.stats else None})")
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def probe(rclpy_context):
+    p = Probe(rclpy_context)
+    yield p
+    p.close()
+
+
+def start_node(spawn: Callable, probe: Probe, *args: str) -> ProcessLog:
+    """Start proassist_node and wait until it is active (its stats arrive)."""
+    log = ProcessLog(spawn([*NODE, *args]))
+    probe.wait(lambda: probe.stats or log.proc.poll() is not None, 40, "the node's first stats")
+    assert log.proc.poll() is None, log.text
+    return log
+
+
+def run_camera(spawn: Callable, *args: str, timeout: float = 40.0) -> list[dict]:
+    """Run the camera process to completion; its per-frame records."""
+    proc = spawn([CAMERA, *args])
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out
+    records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return [r for r in records if "i" in r]
+
+
+def grid(first_s: float, count: int, skip: tuple[int, ...] = ()) -> list[int]:
+    """Stamps (ns) of the frames the 2 fps gate keeps from a 10 Hz run starting at ``first_s``."""
+    start = round(first_s * NS)
+    return [start + i * PERIOD_NS for i in range(0, count, 5) if i not in skip]
+
+
+def stamp_ns(msg: Any) -> int:
+    return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
+
+
+def test_raw_frames_end_to_end(spawn, probe):
+    """Guidance/TaskState/stats arrive with the frames' stamps; malformed frames are counted."""
+    node = start_node(spawn, probe)
+    frames = run_camera(spawn, "--count", "40", "--malformed", "27,30", "--start", str(START_S))
+    assert len(frames) == 40
+    stats = probe.wait_settled(40)
+    assert stats.frames_received == 40  # the DDS profile delivers every 640x480 frame
+    assert stats.decode_errors == 1  # frame 30 is on the grid; frame 27 is sampled out
+    assert stats.frames_processed == 7
+    assert stats.frames_dropped == 40 - 7 - 1
+
+    expected = grid(START_S, 40, skip=(30,))
+    got = probe.wait(lambda: len(probe.guidance) >= 7 and probe.guidance, 10, "7 guidance")
+    assert [stamp_ns(g) for g in got] == expected
+    assert [g.seq for g in got] == list(range(7))
+    assert {g.header.frame_id for g in got} == {FRAME_ID}
+    assert len({g.session_id for g in got}) == 1
+    assert all(0.0 < g.latency_s < 5.0 and g.threshold == pytest.approx(1.0) for g in got)
+    assert all(0.0 <= g.talk_probability <= 1.0 and g.text for g in got)
+
+    last = probe.wait(lambda: probe.states and stamp_ns(probe.states[-1]) == expected[-1]
+                      and probe.states[-1], 10, "a TaskState stamped with the last frame")
+    assert last.session_id == got[0].session_id and last.header.frame_id == FRAME_ID
+    frame_stamps = {f["stamp_ns"] for f in frames}
+    # Before the first frame the state carries the activation time (and its heartbeats do).
+    assert {stamp_ns(s) for s in probe.states} - frame_stamps <= {stamp_ns(probe.states[0])}
+
+    # Still alive and healthy after the malformed frames; diagnostics said what happened.
+    n = len(probe.stats)
+    probe.wait(lambda: len(probe.stats) > n + 1, 5, "stats after the stream")
+    assert node.proc.poll() is None
+    assert any(0 < s.input_rate_hz and s.inference_time_p50_s > 0 for s in probe.stats)
+    messages = [st.message for d in probe.diags for st in d.status if "assistant" in st.name]
+    assert any("failed to decode" in m for m in messages), messages
+    assert node.wait_for("dropping undecodable frames", 5)
+    assert node.text.count("dropping undecodable frames") == 1
+
+
+@pytest.mark.parametrize("runs", [[("bgr8", 1280, 720), ("mono8", 640, 480),
+                                   ("rgb8", 1280, 720)]])
+def test_camera_sizes_and_encodings(spawn, probe, runs):
+    """Real camera sizes arrive in full and are processed on the 0.5 s grid."""
+    start_node(spawn, probe)
+    received = 0
+    for k, (encoding, width, height) in enumerate(runs):
+        first_s = START_S + 10 * k
+        before = len(probe.guidance)
+        t0 = time.monotonic()
+        run_camera(spawn, "--encoding", encoding, "--width", str(width),
+                   "--height", str(height), "--count", "20", "--start", str(first_s))
+        received += 20
+        stats = probe.wait_settled(received)
+        got = probe.wait(lambda b=before: len(probe.guidance) >= b + 4 and probe.guidance[b:],
+                         10, f"guidance for the {encoding} {width}x{height} run")
+        print(f"\n{encoding} {width}x{height} @10 Hz: received {stats.frames_received}, "
+              f"processed {stats.frames_processed}, latency "
+              f"{[round(g.latency_s, 3) for g in got]} s, wall {time.monotonic() - t0:.1f} s")
+        assert stats.frames_received == received
+        assert [stamp_ns(g) for g in got] == grid(first_s, 20)
+    seqs = [g.seq for g in probe.guidance]
+    assert seqs == list(range(len(seqs)))
+
+
+def test_compressed_transport(spawn, probe):
+    """transport:=compressed subscribes <image_topic>/compressed; jpeg and png decode."""
+    start_node(spawn, probe, "-p", "transport:=compressed")
+    run_camera(spawn, "--encoding", "jpeg", "--count", "20", "--malformed", "10",
+               "--start", str(START_S))
+    stats = probe.wait_settled(20)
+    assert (stats.frames_received, stats.decode_errors, stats.frames_processed) == (20, 1, 3)
+    run_camera(spawn, "--encoding", "png", "--count", "10", "--start", str(START_S + 10))
+    stats = probe.wait_settled(30)
+    assert stats.frames_processed == 5 and stats.decode_errors == 1
+    assert [stamp_ns(g) for g in probe.guidance] == (grid(START_S, 20, skip=(10,))
+                                                     + grid(START_S + 10, 10))
