@@ -116,3 +116,9 @@ def test_clean_reply(model):
     assert chat.clean_reply(body + chat.image_ids(1)) == "Grab the blue part."  # no header (P21)
     assert chat.clean_reply(chat.assistant_header_ids() + chat.encode_text(" . ")) == ""
     assert chat.clean_reply([chat.silence_id]) == ""
+
+
+def test_chatml_reply_without_im_start_drops_role_line():
+    m = load("tiny", chat_format="chatml", tokens_per_frame=1)
+    ids = m.chat.encode_text("assistant\nThe capital of France is Paris.")
+    assert m.chat.clean_reply(ids) == "The capital of France is Paris."

@@ -11,7 +11,7 @@ import contextlib
 
 import torch
 from accelerate import init_empty_weights
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase, SiglipVisionModel
 
 from proassist_ros.model.config import ProAssistConfig
 from proassist_ros.model.modeling import ProAssistModel
@@ -31,18 +31,24 @@ def build_model(
     *,
     seed: int | None = 0,
     empty: bool = False,
+    llm: LlamaForCausalLM | None = None,
+    vision: SiglipVisionModel | None = None,
 ) -> ProAssistModel:
     """Modules for ``config``: seeded random init, or uninitialised (meta) when ``empty``.
 
-    The caller's global RNG is left untouched (``fork_rng``).
+    ``llm`` / ``vision`` reuse already loaded parts. The caller's global RNG is left untouched.
     """
     ctx = init_empty_weights(include_buffers=False) if empty else contextlib.nullcontext()
     with torch.random.fork_rng(devices=[]), ctx:
         if seed is not None:
             torch.manual_seed(seed)
-        llm = LlamaForCausalLM(llama_config(config.llm, config.attn_implementation))
-        vision = build_vision_tower(config.vision, config.attn_implementation)
+        if llm is None:
+            llm = LlamaForCausalLM(llama_config(config.llm, config.attn_implementation))
+        if vision is None:
+            vision = build_vision_tower(config.vision, config.attn_implementation)
         projector = build_projector(config.vision_hidden_size, config.llm_hidden_size)
+        if llm.get_input_embeddings().weight.dtype != torch.float32 and not empty:
+            projector.to(llm.get_input_embeddings().weight.dtype)
     return ProAssistModel(config, llm.eval(), vision.eval(), projector, tokenizer)
 
 

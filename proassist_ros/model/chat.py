@@ -150,10 +150,13 @@ class ChatMLChat(ChatFormat):
 
     def _strip_header(self, text: str) -> str:
         marker = "<|im_start|>"
-        if marker not in text:
-            return text
-        rest = text.split(marker, 1)[1]
-        return rest.split("\n", 1)[1] if "\n" in rest else ""
+        if marker in text:
+            rest = text.split(marker, 1)[1]
+            return rest.split("\n", 1)[1] if "\n" in rest else ""
+        # Stock ChatML models sometimes skip <|im_start|> and go straight to the role line.
+        role_line = "assistant\n"
+        stripped = text.lstrip()
+        return stripped[len(role_line) :] if stripped.startswith(role_line) else text
 
 
 CHAT_FORMATS: dict[str, type[ChatFormat]] = {"llama3": Llama3Chat, "chatml": ChatMLChat}

@@ -51,6 +51,10 @@ class ProAssistConfig:
         patch_grid_for(self.tokens_per_frame)
         if self.chat_format not in ("llama3", "chatml"):
             raise ValueError(f"chat_format must be llama3 or chatml, got {self.chat_format!r}")
+        # Normalise nested configs to their JSON form (int dict keys become str, etc.) so that a
+        # config compares equal to itself after a save/load round trip.
+        self.llm = json.loads(json.dumps(self.llm, default=str))
+        self.vision = json.loads(json.dumps(self.vision, default=str))
 
     @property
     def patch_grid(self) -> int:

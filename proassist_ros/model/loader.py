@@ -44,6 +44,7 @@ def load(
 ) -> ProAssistModel:
     """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md)."""
     spec_s = str(spec)
+    torch_dtype = resolve_dtype(dtype)
     if spec_s == "tiny":
         from proassist_ros.model.tiny import load_tiny
 
@@ -65,14 +66,15 @@ def load(
         elif (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
             from proassist_ros.model.released import load_released
 
-            model = load_released(path, **overrides)
+            model = load_released(path, dtype=torch_dtype, **overrides)
         else:
             raise FileNotFoundError(
                 f"{path}: missing {CONFIG_NAME} (own checkpoint) and adapter_config.json / "
                 "config.json (released ProAssist directory)"
             )
-    torch_dtype = resolve_dtype(dtype)
-    model.to(device=torch.device(device), dtype=torch_dtype) if torch_dtype else model.to(torch.device(device))
+    if torch_dtype is not None:
+        model.to(dtype=torch_dtype)
+    model.to(torch.device(device))
     if model.config.untrained:
         log.warning(
             "model %r is UNTRAINED for ProAssist (%s): its speak/silence decisions and replies are "
