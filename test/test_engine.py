@@ -187,16 +187,27 @@ def test_theta_monotonic(model):
     assert counts == sorted(counts) and counts[0] < counts[-1], counts
 
 
-def test_catch_up_batch_matches_sequential(model):
+def test_catch_up_feeds_backlog_silently_and_newest_normally(model):
+    """push_frames: older frames enter the context silently (P(silence) read per frame), only the
+    newest may speak; the decisions equal an independent frame-by-frame forward."""
+    from proassist_ros.model import StreamState, forward_chunk
+
     imgs = frames(10)
-    seq = AssistantSession(model, cfg(context_limit=4096, reserve=128))
-    bat = AssistantSession(model, cfg(context_limit=4096, reserve=128))
-    rs = run(seq, imgs)
-    rb = bat.push_frames([(f, 0.5 * i) for i, f in enumerate(imgs)])
-    assert [r.spoke for r in rb] == [r.spoke for r in rs]
-    assert [r.text for r in rb] == [r.text for r in rs]
-    assert np.allclose([r.p_silence for r in rb], [r.p_silence for r in rs], atol=1e-4)
-    assert bat.context_tokens == seq.context_tokens
+    s = AssistantSession(model, cfg(context_limit=4096, reserve=128, theta=0.95))
+    rb = s.push_frames([(f, 0.5 * i) for i, f in enumerate(imgs)])
+    assert not any(r.spoke for r in rb[:-1])
+    assert any(r.blocked_by == "catch_up" for r in rb[:-1])   # they would have spoken at θ=0.95
+
+    chat, ref = model.chat, StreamState.new()
+    feats = model.embed_frames(imgs)
+    expected = []
+    for i in range(len(imgs)):
+        ids = (chat.bos_ids() + chat.message_ids("system", s.config.system_prompt) if i == 0 else [])
+        last = forward_chunk(model, ref, ids + chat.image_ids(1), feats[i])[-1]
+        expected.append(float(torch.softmax(last, -1)[chat.silence_id]))
+    assert np.allclose([r.p_silence for r in rb], expected, atol=1e-4)
+    reply = len(model.tokenizer(rb[-1].text, add_special_tokens=False).input_ids) if rb[-1].spoke else 0
+    assert s.context_tokens >= ref.num_tokens and (s.context_tokens > ref.num_tokens) == (reply > 0)
 
 
 def test_policies_change_outputs(model):

@@ -10,11 +10,13 @@ lock; ``push_user_utterance`` and ``set_task`` only queue their text (an inbox d
 frame, spec §2.4: "prepended to the next frame's input"), so a ROS callback never waits for
 inference.
 
-Catch-up (beyond the paper, so a 512-token IPS summary does not freeze the stream): frames that
-arrived while the session was busy are given together to ``push_frames``; their visual tokens are
-fed in ONE forward and every frame's decision is read at its own last visual token. If a frame
-decides to speak, the cache is cut back to that frame, which is re-run with a reply; the rest
-continue after it. So a backlog costs about one forward, not one per frame.
+Catch-up (beyond the paper, so a 512-token IPS summary or a long reply does not freeze the
+stream): frames that arrived while the session was busy are given together to ``push_frames``.
+All but the newest are fed in ONE forward, silently — they enter the context, and each one's
+P(silence) is still read at its own last visual token (``blocked_by="catch_up"`` when it would
+have spoken) — and only the newest frame may speak. Speaking about a moment that is already
+seconds old helps nobody, and a backlog then costs about one forward instead of one step (and
+possibly one reply) per frame.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ class AssistantSession:
         return self.push_frames([(rgb, stamp_s)])[0]
 
     def push_frames(self, frames: Sequence[tuple[np.ndarray, float]]) -> list[FrameResult]:
-        """Process frames in order (a backlog in one forward, see the module docstring)."""
+        """Process a backlog in order: older frames silently in one forward, the newest normally."""
         if not frames:
             return []
         with self._lock, torch.inference_mode():
@@ -153,16 +155,20 @@ class AssistantSession:
             todo = [self._build(feats[i], float(s), i == len(frames) - 1)
                     for i, (_, s) in enumerate(frames)]
             results: list[FrameResult] = []
-            while todo:
-                t1 = time.perf_counter()
-                batch = self._fit(todo)
-                out = self._run(batch)
+            older, newest = todo[:-1], todo[-1]
+            while older:
+                batch = self._fit(older)
+                out = self._feed_silent(batch)
+                self._after(batch[-1], out[-1])
                 results += out
-                done = todo[: len(out)]
-                todo = todo[len(out):]
-                self._after(done[-1], out[-1])
-                for r in out:
-                    r.timings.update(vision_s=vision_s, llm_s=(time.perf_counter() - t1) / len(out))
+                older = older[len(batch):]
+            t1 = time.perf_counter()
+            r = self._step(newest)
+            self._after(newest, r)
+            r.timings.update(llm_s=time.perf_counter() - t1)
+            results.append(r)
+            for r in results:
+                r.timings["vision_s"] = vision_s
             return results
 
     def _build(self, feats: torch.Tensor, stamp: float, last: bool) -> _Frame:
@@ -212,29 +218,18 @@ class AssistantSession:
             n += 1
         return todo[:n]
 
-    def _run(self, batch: list[_Frame]) -> list[FrameResult]:
-        """Decide every frame of ``batch``; stops after the first one that speaks."""
-        if len(batch) > 1:
-            results = self._silent_prefix(batch)
-            if len(results) == len(batch):
-                return results
-            return results + [self._step(batch[len(results)])]
-        return [self._step(batch[0])]
-
-    def _silent_prefix(self, batch: list[_Frame]) -> list[FrameResult]:
-        """One forward over all frames; results for the frames before the first speaking one.
-        The cache is cut back to the start of that frame so ``_step`` can re-run it."""
-        start = self._state.num_tokens
+    def _feed_silent(self, batch: list[_Frame]) -> list[FrameResult]:
+        """One forward over older backlog frames; each frame's decision read at its last token."""
         ids = [t for f in batch for t in f.ids]
+        t0 = time.perf_counter()
         logits = forward_chunk(self.model, self._state, ids, torch.cat([f.feats for f in batch]))
         results, offset = [], 0
         for f in batch:
             offset += len(f.ids)
-            p = float(torch.softmax(logits[offset - 1], -1)[self.model.chat.silence_id])
-            if self._wants_to_speak(p, logits[offset - 1]) and not self._policy.may_speak(self._cfg, f.stamp):
-                self._crop(start + offset - len(f.ids))
-                return results
-            results.append(self._silent(f, p))
+            r = self._silent(f, float(torch.softmax(logits[offset - 1], -1)[self.model.chat.silence_id]))
+            r.blocked_by = "catch_up" if self._wants_to_speak(r.p_silence, logits[offset - 1]) else ""
+            r.timings["llm_s"] = (time.perf_counter() - t0) / len(batch)
+            results.append(r)
         return results
 
     def _wants_to_speak(self, p_silence: float, logits: torch.Tensor) -> bool:

@@ -1,0 +1,1 @@
+"""Sample data and bag I/O (ROS-free)."""
