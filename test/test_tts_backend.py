@@ -71,6 +71,17 @@ def test_rate_and_volume_changes_apply_every_time(tmp_path):
     assert min(rms["slow"]) > 3.0 * max(rms["fast"]), rms
 
 
+def test_each_wav_gets_its_own_complete_audio(backend, tmp_path):
+    """runAndWait can return before espeak has written the file; the next utterance must not
+    steal or truncate it (seen here before the backend waited for the driver's notification)."""
+    long_text = " ".join([SENTENCE] * 20)
+    long_s = backend.synthesize(long_text, tmp_path / "long.wav")
+    short_s = backend.synthesize(SENTENCE, tmp_path / "short.wav")
+    assert wav_info(tmp_path / "long.wav").duration_s == pytest.approx(long_s)
+    assert wav_info(tmp_path / "short.wav").duration_s == pytest.approx(short_s)
+    assert 15 * short_s < long_s < 25 * short_s
+
+
 def test_unknown_voice_falls_back_to_en_us_with_a_warning():
     log = ListLog()
     b = Pyttsx3Backend("xx-no-such-voice", play_audio=False, logger=log)

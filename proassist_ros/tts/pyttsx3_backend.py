@@ -68,6 +68,7 @@ class _EspeakThread:
         self._engine: Any = None
         self._espeak: Any = None
         self._applied: tuple[str, int, float] | None = None
+        self._finished = threading.Event()  # set from espeak's thread once a WAV is written
         # Daemon: espeak cannot be terminated cleanly from Python (pyttsx3's own comment).
         self._thread = threading.Thread(target=self._run, name="espeak-engine", daemon=True)
         self._thread.start()
@@ -107,6 +108,8 @@ class _EspeakThread:
 
             self._engine = pyttsx3.init("espeak")
             self._espeak = _espeak
+            # Connected once: callbacks registered again would pile up on the cached engine.
+            self._engine.connect("finished-utterance", lambda **_: self._finished.set())
 
     def apply(self, voice: str, rate: int, volume: float) -> str:
         """Make (voice, rate, volume) current; returns the espeak voice identifier in use."""
@@ -123,13 +126,15 @@ class _EspeakThread:
         current = es.GetCurrentVoice()
         return current.contents.identifier.decode() if current else voice
 
-    def synthesize(self, text: str, path: str, props: tuple[str, int, float]) -> float:
+    def synthesize(self, text: str, path: str, props: tuple[str, int, float],
+                   timeout_s: float) -> float:
         self.apply(*props)
         final = Path(path)
         part = final.with_name(f".{final.name}.{os.getpid()}.part")
         part.unlink(missing_ok=True)
         try:
             with contextlib.redirect_stdout(_DropSavedNotice(sys.stdout)):
+                self._finished.clear()
                 self._engine.save_to_file(text, str(part))
                 try:
                     self._engine.runAndWait()
@@ -137,6 +142,11 @@ class _EspeakThread:
                     with contextlib.suppress(RuntimeError):  # "run loop already started": reset
                         self._engine.endLoop()
                     raise
+                # runAndWait may return while espeak is still synthesizing (measured: 28 ms
+                # return, WAV written 343 ms later); the next save_to_file would then redirect
+                # this utterance's audio. Wait for the driver's "finished" notification.
+                if not self._finished.wait(timeout_s):
+                    raise TtsError(f"espeak did not finish within {timeout_s:.0f} s")
             if not part.exists():
                 raise TtsError(f"espeak wrote no audio for {text[:40]!r} (unwritable {final.parent}?)")
             duration = wav_info(part).duration_s
@@ -187,4 +197,4 @@ class Pyttsx3Backend(WavBackend):
         # Long texts synthesize at ~250x real time here; allow for that on slow machines.
         timeout = self._timeout_s + len(text) / 100.0
         return self._engine.call(self._engine.synthesize, text, str(wav_path), self._props,
-                                 timeout_s=timeout)
+                                 timeout, timeout_s=timeout + 5.0)
