@@ -71,6 +71,7 @@ def test_raw_round_trip_is_pixel_exact(encoding, padding, flavour):
         + padding
     out = image_to_rgb(FLAVOURS[flavour](msg))
     assert out.shape == (6, 9, 3) and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert out.flags.owndata and out.flags.writeable  # never a view into the message
     np.testing.assert_array_equal(out, expect)
 
 

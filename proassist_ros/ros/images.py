@@ -41,7 +41,7 @@ def is_compressed(msg: Any) -> bool:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """Any Image/CompressedImage message -> contiguous (H, W, 3) uint8 RGB array.
+    """Any Image/CompressedImage message -> contiguous (H, W, 3) uint8 RGB array it owns.
 
     Raises ImageDecodeError (never anything else) for a message that cannot be decoded.
     """
@@ -130,7 +130,9 @@ def _check_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     if rgb.shape != (height, width, 3) or rgb.dtype != np.uint8:
         raise ImageDecodeError(f"conversion produced {rgb.shape} {rgb.dtype}, expected "
                                f"({height}, {width}, 3) uint8")
-    return np.ascontiguousarray(rgb)
+    # Own the pixels: rgb8 passes through without conversion and would otherwise alias the
+    # message's buffer, so in-place work on the frame would silently edit the message.
+    return rgb.copy() if not rgb.flags.owndata or not rgb.flags.c_contiguous else rgb
 
 
 def stamp_to_ns(stamp: Any) -> int:
