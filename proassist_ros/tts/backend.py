@@ -47,7 +47,7 @@ class SpeakResult:
 
 @runtime_checkable
 class TtsBackend(Protocol):
-    """Text -> audio. Implementations are driven by ONE worker thread; ``stop`` may come from any."""
+    """Text -> audio, driven by ONE worker thread; ``stop`` may be called from any thread."""
 
     name: str
 

@@ -147,8 +147,9 @@ class _EspeakThread:
                 # this utterance's audio. Wait for the driver's "finished" notification.
                 if not self._finished.wait(timeout_s):
                     raise TtsError(f"espeak did not finish within {timeout_s:.0f} s")
+                self._espeak.Synchronize()  # and let its callback return before the next job
             if not part.exists():
-                raise TtsError(f"espeak wrote no audio for {text[:40]!r} (unwritable {final.parent}?)")
+                raise TtsError(f"espeak wrote no audio for {text[:40]!r} into {final.parent}")
             duration = wav_info(part).duration_s
             if duration <= 0.0:
                 raise TtsError(f"espeak produced empty audio for {text[:40]!r}")
@@ -170,11 +171,11 @@ class Pyttsx3Backend(WavBackend):
     def __init__(self, voice: str = DEFAULT_VOICE, rate: int = 170, volume: float = 1.0, *,
                  play_audio: bool = True, player: AudioPlayer | None = None,
                  logger: Log | None = None, timeout_s: float = 30.0) -> None:
-        super().__init__(play_audio=play_audio, player=player, logger=logger)
         if not 0.0 <= volume <= 1.0:
             raise ValueError(f"volume must be in [0, 1], got {volume}")
         if rate <= 0:
             raise ValueError(f"rate must be positive words/min, got {rate}")
+        super().__init__(play_audio=play_audio, player=player, logger=logger)
         self._engine = _EspeakThread.get()
         self._timeout_s = timeout_s
         try:
