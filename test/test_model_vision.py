@@ -26,10 +26,8 @@ def test_bins_overlap_like_pytorch_on_27_grid():
     for n in (2, 3):
         got = pool_patches(x, n)  # (2, n², 6)
         grid = x.reshape(2, 27, 27, 6)
-        want = torch.stack(
-            [grid[:, r0:r1, c0:c1].mean(dim=(1, 2)) for r0, r1 in pytorch_bins(27, n) for c0, c1 in pytorch_bins(27, n)],
-            dim=1,
-        )
+        bins = pytorch_bins(27, n)
+        want = torch.stack([grid[:, r0:r1, c0:c1].mean(dim=(1, 2)) for r0, r1 in bins for c0, c1 in bins], dim=1)
         assert got.shape == (2, n * n, 6)
         assert torch.allclose(got, want, atol=1e-5)
     # Row 13 is shared: changing it moves both rows of the 2×2 output but no 3×3 cell of row 2.

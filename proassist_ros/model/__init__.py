@@ -35,7 +35,25 @@ _EXPORTS = {
     "merge_lora": "lora",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ChatFormat",
+    "ChatMLChat",
+    "FrameStep",
+    "Llama3Chat",
+    "LoraSettings",
+    "ProAssistConfig",
+    "ProAssistModel",
+    "StreamState",
+    "add_lora",
+    "drop_middle",
+    "forward_chunk",
+    "load",
+    "make_chat",
+    "merge_lora",
+    "save",
+    "step_frame",
+]
+assert sorted(__all__) == sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # pragma: no cover
     from proassist_ros.model.chat import ChatFormat, ChatMLChat, Llama3Chat, make_chat

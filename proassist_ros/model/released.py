@@ -100,9 +100,16 @@ def load_vision(path: Path, dtype: torch.dtype | None) -> torch.nn.Module:
         raise ValueError(f"{path}/config.json: model_type {cfg.get('model_type')!r} is not a SigLIP model")
     vconfig = SiglipVisionConfig(**{k: v for k, v in vcfg.items() if k not in ("transformers_version", "model_type")})
     vconfig._attn_implementation = "sdpa"
-    state: dict[str, torch.Tensor] = {}
+    raw: dict[str, torch.Tensor] = {}
     for f in _safetensors_files(path):
-        state.update({k: v for k, v in load_file(str(f)).items() if k.startswith("vision_model.")})
+        raw.update(load_file(str(f)))
+    # Full SiglipModel checkpoints (and transformers-4 vision-only ones) prefix the tower with
+    # "vision_model."; transformers 5's SiglipVisionModel has no such level.
+    prefix = "vision_model."
+    if any(k.startswith(prefix) for k in raw):
+        state = {k[len(prefix) :]: v for k, v in raw.items() if k.startswith(prefix)}
+    else:
+        state = raw
     with init_empty_weights(include_buffers=False):
         tower = SiglipVisionModel(vconfig)
     expected = set(tower.state_dict())
@@ -142,6 +149,28 @@ def _read_adapter(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return cfg, load_file(str(weights))
 
 
+@torch.no_grad()
+def _load_full_weights(llm: torch.nn.Module, full: dict[str, torch.Tensor], source: str) -> None:
+    """Plain weights saved next to the LoRA deltas, loaded into the base model first (as PEFT does).
+
+    PEFT writes e.g. ``base_model.model.lm_head.base_layer.weight`` when ``lm_head`` is a LoRA
+    target ("save_embedding_layers"); a key that names no LLM parameter is an error.
+    """
+    params = dict(llm.named_parameters())
+    for key, value in full.items():
+        name = key.removeprefix("base_model.model.").replace(".base_layer.", ".")
+        if name not in params:
+            raise KeyError(f"{source}: unsupported key {key!r} (no LLM parameter {name!r})")
+        if params[name].shape != value.shape:
+            raise ValueError(f"{source}: {key} has shape {tuple(value.shape)}, the LLM {tuple(params[name].shape)}")
+        if name == "lm_head.weight" and params[name] is llm.get_input_embeddings().weight:
+            llm.get_output_embeddings().weight = torch.nn.Parameter(value.clone().to(params[name].dtype))
+            llm.config.tie_word_embeddings = False
+            params = dict(llm.named_parameters())
+            continue
+        params[name].copy_(value.to(params[name].dtype))
+
+
 def load_released(
     path: str | Path,
     *,
@@ -155,13 +184,17 @@ def load_released(
     pcfg = _read_json(root / "config.json")
     I = tokens_per_frame_of(pcfg)  # noqa: E741 - the paper's name
     if tokens_per_frame is not None and tokens_per_frame != I:
-        raise ValueError(f"{root}: checkpoint has I={I} (img_patch_token_size), but tokens_per_frame={tokens_per_frame}")
+        raise ValueError(
+            f"{root}: checkpoint has I={I} (img_patch_token_size), but tokens_per_frame={tokens_per_frame}"
+        )
     patch_grid_for(I)
     if pcfg.get("img_sep_token") not in (None, "", "none"):
         raise ValueError(f"{root}: img_sep_token={pcfg['img_sep_token']!r}: only NOSEP checkpoints are supported")
     adapters = _adapter_dirs(root)
     if not adapters:
-        raise FileNotFoundError(f"{root}: missing {ADAPTER_CONFIG} (a released ProAssist directory holds a LoRA adapter)")
+        raise FileNotFoundError(
+            f"{root}: missing {ADAPTER_CONFIG} (a released ProAssist directory holds a LoRA adapter)"
+        )
 
     llm_dir = _local_dir(llm_path, pcfg, "llm_pretrained", "base LLM")
     vision_dir = _local_dir(vision_path, pcfg, "vision_pretrained", "SigLIP model")
@@ -190,12 +223,14 @@ def load_released(
     projector: dict[str, torch.Tensor] = {}
     for d in adapters:
         acfg, weights = _read_adapter(d)
-        merged = merge_adapter_weights(model.llm, weights, float(acfg["lora_alpha"]), source=str(d / ADAPTER_WEIGHTS))
+        source = str(d / ADAPTER_WEIGHTS)
+        lora = {k: v for k, v in weights.items() if ".lora_" in k}
+        proj = {k[len(PROJECTOR_PREFIX) :]: v for k, v in weights.items() if k.startswith(PROJECTOR_PREFIX)}
+        full = {k: v for k, v in weights.items() if k not in lora and not k.startswith(PROJECTOR_PREFIX)}
+        _load_full_weights(model.llm, full, source)
+        merged = merge_adapter_weights(model.llm, lora, float(acfg["lora_alpha"]), source=source)
         log.info("merged %d LoRA modules from %s", len(merged), d)
-        projector.update({k[len(PROJECTOR_PREFIX):]: v for k, v in weights.items() if k.startswith(PROJECTOR_PREFIX)})
-        other = [k for k in weights if ".lora_" not in k and not k.startswith(PROJECTOR_PREFIX)]
-        if other:
-            raise KeyError(f"{d / ADAPTER_WEIGHTS}: unsupported keys {other[:6]}")
+        projector.update(proj)
     want = {"0.weight", "0.bias", "2.weight", "2.bias"}
     if set(projector) != want:
         missing = sorted(f"{PROJECTOR_PREFIX}{k}" for k in want - set(projector))
