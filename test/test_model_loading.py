@@ -251,3 +251,35 @@ def test_embedded_prepare_is_idempotent_and_fast_when_cached(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert str(target) in out.stdout and "cache ready" in out.stderr
+
+
+def test_embedded_loads_from_its_cache(tmp_path, monkeypatch, caplog):
+    """load("embedded") = cached LLM dir + seeded random SigLIP (224 px) + projector, untrained.
+
+    A tiny stand-in LLM in the cache keeps this fast; the real cache holds the converted
+    SmolLM2-135M-Instruct (``python -m proassist_ros.model.embedded --prepare``).
+    """
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    from proassist_ros.model.assemble import llama_config
+    from proassist_ros.model.tiny import tiny_config
+    from proassist_ros.model.tokenizer import smollm2_tokenizer_dir
+
+    tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
+    cache = tmp_path / "embedded" / "smollm2-135m-instruct-v1"
+    llm = LlamaForCausalLM(llama_config(tiny_config("chatml", 1, vocab_size=len(tok)).llm))
+    llm.save_pretrained(str(cache), safe_serialization=True)
+    tok.save_pretrained(str(cache))
+    monkeypatch.setenv("PROASSIST_CACHE_DIR", str(tmp_path))
+
+    with caplog.at_level("WARNING"):
+        model = load("embedded", tokens_per_frame=5, seed=3)
+    assert "UNTRAINED" in caplog.text
+    cfg = model.config
+    assert (cfg.chat_format, cfg.tokens_per_frame, cfg.untrained, cfg.image_size) == ("chatml", 5, True, 224)
+    assert model.chat.img_token_id == model.vocab_size == len(tok) == 49152
+    assert torch.equal(model.llm.lm_head.weight, llm.lm_head.weight)
+    again = load("embedded", tokens_per_frame=5, seed=3)  # seeded: same random vision tower
+    assert torch.equal(again.vision.head.probe, model.vision.head.probe)
+    feats = model.embed_frames(random_frames(1, 240, 320))
+    assert feats.shape == (1, 5, 64)

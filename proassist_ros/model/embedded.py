@@ -93,7 +93,7 @@ def load_embedded(
     from proassist_ros.model.config import ProAssistConfig
     from proassist_ros.model.tokenizer import add_image_token
 
-    path = prepare(verbose=False)
+    path = prepare(verbose=not embedded_cache_path().is_dir())  # progress only when building
     llm = LlamaForCausalLM.from_pretrained(
         str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
     ).eval()
