@@ -56,6 +56,8 @@ def test_missing_checkpoint_files_are_named(tmp_path):
 def test_dtype_and_fp32_logits():
     model = load("tiny", chat_format="chatml", tokens_per_frame=1, dtype="bf16")
     assert model.dtype == torch.bfloat16 and next(model.vision.parameters()).dtype == torch.bfloat16
+    assert model.mm_projector[0].weight.dtype == torch.bfloat16
+    assert model.llm.model.rotary_emb.inv_freq.dtype == torch.float32  # RoPE stays exact
     logits = logits_of(model, sample_ids(model, 1), random_frames(1))
     assert logits.dtype == torch.float32 and torch.isfinite(logits).all()
 

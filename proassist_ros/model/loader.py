@@ -35,6 +35,18 @@ def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
         raise ValueError(f"unknown dtype {dtype!r} (one of {sorted(DTYPES)})") from None
 
 
+@torch.no_grad()
+def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
+    """Cast floating-point parameters only; buffers such as RoPE's ``inv_freq`` stay fp32.
+
+    ``module.to(dtype)`` would round ``inv_freq`` to bf16/fp16 as well, which a model loaded
+    with ``from_pretrained(dtype=...)`` (the original's path) never does.
+    """
+    for param in model.parameters():
+        if param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+
+
 def load(
     spec: str | Path,
     *,
@@ -73,7 +85,7 @@ def load(
                 "config.json (released ProAssist directory)"
             )
     if torch_dtype is not None:
-        model.to(dtype=torch_dtype)
+        cast_parameters(model, torch_dtype)
     model.to(torch.device(device))
     if model.config.untrained:
         log.warning(
