@@ -1,5 +1,7 @@
 """Parameters of the assistant node: one table, declared once, read into a typed frozen config.
 
+Also where a configuration becomes an engine session (:func:`open_session`).
+
 The table (:data:`PARAMS`) is the single source for the node's declarations (with descriptors
 and ranges), for validation at configure time and at run time, for ``config/proassist.yaml``
 (checked by test_bringup) and for the README. The module imports no rclpy at import time, so the
@@ -217,3 +219,26 @@ def change_problem(name: str, value: Any, current: AssistantConfig | None) -> st
             and value != getattr(current, name):
         problem = f"{name} takes effect at configure: cleanup the node first"
     return problem
+
+
+def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "") -> Any:
+    """Load the model of ``cfg``, warm it up and return a fresh engine session.
+
+    The warm-up runs one spoken frame of a throwaway task, so the first camera frames do not pay
+    one-time costs (lazy loads such as the step matcher, first kernels) and overrun the 1/fps
+    budget. ``knowledge`` (the knowledge_file text), when given, becomes the session's task.
+    """
+    import numpy as np
+
+    from proassist_ros.engine import AssistantSession
+    from proassist_ros.model import load
+
+    model = load(cfg.model, device=resolve_device(cfg.device),
+                 dtype=None if cfg.dtype == "auto" else cfg.dtype)
+    warm = AssistantSession(model, engine_cfg.replace(theta=1.0, reply_max_tokens=4))
+    warm.set_task("warm up", steps=("look", "act"))
+    warm.push_frame(np.zeros((64, 64, 3), np.uint8), 0.0)
+    session = AssistantSession(model, engine_cfg)
+    if knowledge:
+        session.set_task("", knowledge=knowledge)
+    return session

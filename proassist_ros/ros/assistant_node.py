@@ -12,13 +12,11 @@ the camera. Outputs copy the triggering frame's stamp, which makes replays joina
 from __future__ import annotations
 
 import gc
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -38,6 +36,7 @@ from std_srvs.srv import SetBool, Trigger
 from proassist_ros.msg import AssistantStats, Guidance, TaskState
 from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
+from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.images import ImageDecodeError, image_to_rgb
 from proassist_ros.runtime.health import assess
 from proassist_ros.runtime.stream import FrameStream, Output
@@ -46,14 +45,6 @@ from proassist_ros.srv import SetTask
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
-def warm_up(model: Any, engine_cfg: Any) -> None:
-    """Push one blank frame through a throwaway session, so the first camera frame does not pay
-    the one-time costs (lazy initialisation, first kernels) and overrun the 1/fps budget."""
-    from proassist_ros.engine import AssistantSession
-
-    AssistantSession(model, engine_cfg).push_frame(np.zeros((64, 64, 3), np.uint8), 0.0)
 
 
 class AssistantNode(LifecycleNode):
@@ -76,8 +67,8 @@ class AssistantNode(LifecycleNode):
         self._state_key: tuple | None = None
         self._frame_header: Header | None = None
         self._prev_snap, self._qos_event_at = None, float("-inf")
-        self._io_group = MutuallyExclusiveCallbackGroup()
-        self._ctl_group = MutuallyExclusiveCallbackGroup()
+        # Camera callbacks never wait behind services/timers, and vice versa.
+        self._io_group, self._ctl_group = (MutuallyExclusiveCallbackGroup() for _ in range(2))
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def autostart(self) -> bool:
@@ -95,17 +86,9 @@ class AssistantNode(LifecycleNode):
         except (ValueError, OSError) as exc:
             return self._fail(f"invalid configuration: {exc}")
         try:
-            from proassist_ros.engine import AssistantSession
-            from proassist_ros.model import load
-
-            model = load(cfg.model, device=params.resolve_device(cfg.device),
-                         dtype=None if cfg.dtype == "auto" else cfg.dtype)
-            warm_up(model, engine_cfg)
-            session = AssistantSession(model, engine_cfg)
+            session = params.open_session(cfg, engine_cfg, knowledge)
         except Exception as exc:  # noqa: BLE001 - any loader error fails the transition, named
             return self._fail(f"cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}")
-        if knowledge:
-            session.set_task("", knowledge=knowledge)
         self.cfg = cfg
         self.stream.attach(session, cfg.fps)
         self._state_msg = self._state_key = self._frame_header = None
@@ -132,7 +115,8 @@ class AssistantNode(LifecycleNode):
                        else ReliabilityPolicy.BEST_EFFORT)
         qos = QoSProfile(depth=cfg.image_depth, reliability=reliability)
         msg_type = CompressedImage if cfg.transport == "compressed" else Image
-        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos)
+        events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
+                                            matched=self._on_camera_matched)
         self._subs = [
             self.create_subscription(msg_type, cfg.subscribed_image_topic, self._on_image, qos,
                                      event_callbacks=events, callback_group=self._io_group),
@@ -181,15 +165,10 @@ class AssistantNode(LifecycleNode):
             self.get_logger().warning("inference thread still busy; it ends after this frame")
 
     def _release(self) -> None:
+        destroyers = ((LifecyclePublisher, self.destroy_lifecycle_publisher),
+                      (Publisher, self.destroy_publisher), (Timer, self.destroy_timer))
         for entity in self._entities.values():
-            if isinstance(entity, LifecyclePublisher):
-                self.destroy_lifecycle_publisher(entity)
-            elif isinstance(entity, Publisher):
-                self.destroy_publisher(entity)
-            elif isinstance(entity, Timer):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_service(entity)
+            next((d for t, d in destroyers if isinstance(entity, t)), self.destroy_service)(entity)
         self._entities = {}
         self.stream.detach()
         self.cfg = None
@@ -218,6 +197,12 @@ class AssistantNode(LifecycleNode):
             f"a publisher on {self._subs[0].topic_name if self._subs else 'the camera topic'} "
             f"offers QoS incompatible with ours (policy id {info.last_policy_kind}); "
             "set image_reliability to match the camera")
+
+    def _on_camera_matched(self, info: Any) -> None:
+        """Log camera publishers coming and going: 'no frames' is the usual support question."""
+        verb = "matched" if info.current_count_change > 0 else "left"
+        self.get_logger().info(f"camera publisher {verb} on {self._subs[0].topic_name} "
+                               f"({info.current_count} now)")
 
     def _on_decode_error(self, exc: Exception) -> None:
         self.get_logger().warning(f"dropping undecodable frames (counted in stats): {exc}",
@@ -314,23 +299,21 @@ class AssistantNode(LifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``proassist_node``: run the assistant (autostarts unless ``-p autostart:=false``)."""
-    if not os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE"):
-        from proassist_ros.ros.dds_profile import apply_default_profile
-
-        apply_default_profile()
+    """``proassist_node [--ros-args ...]``: run the assistant until SIGINT/SIGTERM."""
+    apply_default_profile()  # before the first participant; a user's own profile wins
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = AssistantNode()
     except Exception as exc:  # noqa: BLE001 - e.g. a parameter override outside its range
         print(f"proassist_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 1
+        return 2
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
-    node.autostart()
     try:
-        executor.spin()
+        node.autostart()
+        while executor.context.ok():  # bounded waits: a signal always ends the loop
+            executor.spin_once(timeout_sec=0.25)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -6,7 +6,9 @@ best-effort sensor-data QoS, as camera drivers do, and deterministic header stam
 2 fps gate keeps. Frames listed in ``--malformed`` are broken on purpose (truncated data for raw
 images, alternating with an unsupported encoding; garbage bytes for compressed ones).
 
-It waits until a subscriber is matched before the first frame, prints one JSON line per frame
+It waits until a subscriber is matched before the first frame (with ``--go-on-stdin``, also for a
+line on stdin: the publisher matching the reader does not mean the reader has matched the
+publisher yet, and best-effort frames sent in between are lost), prints one JSON line per frame
 (``{"i", "stamp_ns", "malformed"}``) and a final ``{"done": n}`` line, then exits.
 """
 
@@ -77,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--frame-id", default="head_camera_optical_frame")
     p.add_argument("--malformed", default="", help="comma-separated frame indices to break")
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a subscriber")
+    p.add_argument("--go-on-stdin", action="store_true",
+                   help="after matching, start only when a line arrives on stdin")
     args = p.parse_args(argv)
     broken = {int(v) for v in args.malformed.split(",") if v.strip()}
     compressed = args.encoding in COMPRESSED
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         time.sleep(0.02)
     print(json.dumps({"matched": topic}), flush=True)
+    if args.go_on_stdin:  # the test says when the subscriber's side has matched us too
+        sys.stdin.readline()
 
     start_ns = round(args.start * 1e9)
     period_ns = round(1e9 / args.rate)
