@@ -1,0 +1,96 @@
+"""``proassist bringup``: the assistant and the TTS node in one process, as the launch file runs them.
+
+``launch``/``launch_ros`` have no wheels (environment.md), so this is how the system starts where
+there is no ROS install. Both ways read :mod:`proassist_ros.ros.nodeset`: the same nodes, names,
+namespace, parameters file and remaps. The nodes share one MultiThreadedExecutor; the assistant's
+inference runs on its own worker thread, so neither node waits for the other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from proassist_ros.ros import nodeset
+
+
+def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Argument values keyed by nodeset names, and any trailing global ``--ros-args``."""
+    parser = argparse.ArgumentParser(
+        prog="proassist bringup",
+        description="Run the assistant and the TTS node in one process (like "
+                    "`ros2 launch proassist_ros proassist.launch.py`). Arguments after "
+                    "--ros-args apply to both nodes.")
+    for arg in nodeset.ARGUMENTS:
+        parser.add_argument(f"--{arg.name.replace('_', '-')}", dest=arg.name,
+                            default=arg.default, help=f"{arg.description} (default: "
+                            f"{arg.default!r})")
+    ros_args: list[str] = []
+    if "--ros-args" in argv:
+        cut = argv.index("--ros-args")
+        argv, ros_args = argv[:cut], argv[cut:]
+    return vars(parser.parse_args(argv)), ros_args
+
+
+def create_nodes(values: dict[str, str], context: Any = None) -> list[Any]:
+    """Construct every node of the set (not started) with its nodeset arguments."""
+    nodes = []
+    for spec in nodeset.NODES:
+        module, cls = spec.factory.split(":")
+        factory = getattr(importlib.import_module(module), cls)
+        nodes.append(factory(namespace=values["namespace"], context=context,
+                             cli_args=nodeset.ros_arguments(spec, values)))
+    return nodes
+
+
+def bringup_main(argv: list[str]) -> int:
+    """Run the node set until SIGINT/SIGTERM; 0 on a clean exit, 2 on bad arguments."""
+    values, ros_args = parse_args(argv)
+    if values["params_file"] and not Path(values["params_file"]).is_file():
+        print(f"proassist bringup: params file not found: {values['params_file']}",
+              file=sys.stderr)
+        return 2
+    from proassist_ros.ros.dds_profile import apply_default_profile
+
+    apply_default_profile()  # before the first participant; a user's own profile wins
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+    rclpy.init(args=["proassist", *ros_args])
+    nodes: list[Any] = []
+    executor = MultiThreadedExecutor(num_threads=4)
+    try:
+        nodes = create_nodes(values)
+        for node in nodes:
+            executor.add_node(node)
+        for node in nodes:
+            if hasattr(node, "autostart"):
+                node.autostart()
+        while executor.context.ok():  # bounded waits: a signal always ends the loop
+            executor.spin_once(timeout_sec=0.25)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except Exception as exc:  # noqa: BLE001 - e.g. a parameter outside its range: say which
+        print(f"proassist bringup: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        for node in nodes:
+            if hasattr(node, "stop_stream"):
+                node.stop_stream()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+def main() -> int:
+    """Entry point for ``python -m proassist_ros.ros.bringup``."""
+    return bringup_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

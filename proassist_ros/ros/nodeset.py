@@ -1,0 +1,139 @@
+"""The one definition of the proassist node set, read by both ``proassist bringup`` and the launch file.
+
+What runs (node names, executables, classes), which user-facing arguments exist, which of them
+become parameters of which node, and which topics can be remapped. ``bringup.py`` turns this into
+``--ros-args`` for in-process nodes; ``launch/proassist.launch.py`` turns the same data into
+launch actions, so the two ways of starting the system cannot drift (test_bringup checks both).
+
+ROS-free on purpose (no rclpy import): the launch file imports it in ``ros2 launch``'s process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "proassist_ros"
+DEFAULT_NAMESPACE = "proassist"
+PARAMS_FILE = Path("config") / "proassist.yaml"
+
+
+@dataclass(frozen=True)
+class Argument:
+    """A user-facing argument: ``--name`` of bringup, ``name:=`` of the launch file."""
+
+    name: str
+    default: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Remap:
+    """A topic the nodes name ``topic`` (relative: resolved in the namespace), remappable by ``arg``."""
+
+    topic: str
+    arg: str
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the set."""
+
+    name: str                    # node name (namespace from the ``namespace`` argument)
+    executable: str              # console script / ``ros2 run proassist_ros <executable>``
+    factory: str                 # "module:Class" constructed in-process by bringup
+    lifecycle: bool              # a managed node (launch: LifecycleNode)
+    arg_params: tuple[str, ...]  # arguments passed to this node as parameters of the same name
+
+
+# Arguments that become parameters default to "" = not given: the params file (or the node's
+# own default) decides. Passing them anyway would silently override the user's params file.
+ARGUMENTS: tuple[Argument, ...] = (
+    Argument("params_file", "", "parameters YAML for both nodes ('': the shipped "
+             "config/proassist.yaml)"),
+    Argument("namespace", DEFAULT_NAMESPACE, "namespace of both nodes and their topics"),
+    Argument("use_sim_time", "", "true: use /clock (bag replay with --clock); '': params file"),
+    Argument("autostart", "", "false: the assistant waits for lifecycle transitions; "
+             "'': params file (default true)"),
+    Argument("image_topic", "", "camera topic of the assistant; '': params file "
+             "(default /camera/image_raw; compressed: <image_topic>/compressed)"),
+    Argument("guidance_topic", "guidance", "Guidance topic (assistant → tts)"),
+    Argument("user_utterance_topic", "user_utterance", "user utterances (std_msgs/String) in"),
+    Argument("task_state_topic", "task_state", "TaskState topic"),
+)
+ARGUMENT_DEFAULTS: dict[str, str] = {a.name: a.default for a in ARGUMENTS}
+
+REMAPS: tuple[Remap, ...] = (
+    Remap("guidance", "guidance_topic", ("assistant", "tts")),
+    Remap("user_utterance", "user_utterance_topic", ("assistant",)),
+    Remap("task_state", "task_state_topic", ("assistant",)),
+)
+
+NODES: tuple[NodeSpec, ...] = (
+    NodeSpec("assistant", "proassist_node", "proassist_ros.ros.assistant_node:AssistantNode",
+             lifecycle=True, arg_params=("use_sim_time", "autostart", "image_topic")),
+    NodeSpec("tts", "proassist_tts_node", "proassist_ros.ros.tts_node:TtsNode",
+             lifecycle=False, arg_params=("use_sim_time",)),
+)
+
+
+def remaps_for(node: str) -> tuple[Remap, ...]:
+    """The remappable topics used by ``node``."""
+    return tuple(r for r in REMAPS if node in r.nodes)
+
+
+def default_params_file() -> Path | None:
+    """The shipped parameters file: source tree first, then the ament share directory."""
+    source = Path(__file__).resolve().parents[2] / PARAMS_FILE
+    if source.is_file():
+        return source
+    for prefix in filter(None, os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)):
+        installed = Path(prefix) / "share" / PACKAGE / PARAMS_FILE
+        if installed.is_file():
+            return installed
+    return None
+
+
+def typed(text: str) -> bool | int | float | str:
+    """An argument string as the parameter value ROS would parse from ``-p name:=text``."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def node_parameters(spec: NodeSpec, values: Mapping[str, str]) -> dict[str, bool | int | float | str]:
+    """Parameters that the given (non-empty) argument ``values`` set on ``spec``'s node."""
+    return {name: typed(values[name]) for name in spec.arg_params if values.get(name, "") != ""}
+
+
+def node_remaps(spec: NodeSpec, values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(from, to) remaps of ``spec``'s node; arguments left at their defaults remap nothing."""
+    merged = {**ARGUMENT_DEFAULTS, **values}
+    return [(r.topic, merged[r.arg]) for r in remaps_for(spec.name)
+            if merged[r.arg] and merged[r.arg] != r.topic]
+
+
+def params_file(values: Mapping[str, str]) -> str:
+    """The parameters file in force: the given one, else the shipped one ('' if not found)."""
+    return values.get("params_file", "") or str(default_params_file() or "")
+
+
+def ros_arguments(spec: NodeSpec, values: Mapping[str, str]) -> list[str]:
+    """``--ros-args`` that configure ``spec``'s node as the launch file would."""
+    args = ["--ros-args"]
+    if params_file(values):
+        args += ["--params-file", params_file(values)]
+    for name in node_parameters(spec, values):
+        args += ["-p", f"{name}:={values[name]}"]
+    for old, new in node_remaps(spec, values):
+        args += ["-r", f"{old}:={new}"]
+    return args

@@ -1,0 +1,232 @@
+"""One node set for bringup and the launch file; the shipped parameters file; bringup over DDS.
+
+The launch file cannot run here (no wheel of ``launch``/``launch_ros``), so it is executed
+against small stand-ins of the launch API that record what it builds, and compared with what
+``proassist bringup`` passes to its in-process nodes: both must come out of nodeset.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import re
+import signal
+import subprocess
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from proassist_ros.ros import nodeset
+from proassist_ros.ros.assistant_config import PARAMS, AssistantConfig
+from proassist_ros.ros.bringup import parse_args
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "config" / "proassist.yaml"
+
+
+# ---- nodeset and parameters file (ROS-free) ----------------------------------------------------
+def test_nodeset_is_consistent():
+    names = [n.name for n in nodeset.NODES]
+    assert names == ["assistant", "tts"]
+    arg_names = {a.name for a in nodeset.ARGUMENTS}
+    assert len(arg_names) == len(nodeset.ARGUMENTS)
+    for spec in nodeset.NODES:
+        assert set(spec.arg_params) <= arg_names
+        module, cls = spec.factory.split(":")
+        assert importlib.util.find_spec(module) is not None, module
+        assert re.search(rf"^class {cls}\b", (REPO / Path(*module.split("."))).with_suffix(".py")
+                         .read_text(), re.M)
+    for remap in nodeset.REMAPS:
+        assert remap.arg in arg_names and set(remap.nodes) <= set(names)
+    scripts = (REPO / "setup.py").read_text()
+    for spec in nodeset.NODES:
+        assert f'"{spec.executable} = {spec.factory.split(":")[0]}:main"' in scripts
+
+
+def test_shipped_params_file_lists_every_parameter_with_its_default():
+    from proassist_ros.ros.tts_node import TtsParams
+
+    loaded = yaml.safe_load(SHIPPED.read_text())
+    assert list(loaded) == ["/**"]
+    params = loaded["/**"]["ros__parameters"]
+    expected = {p.name: p.default for p in PARAMS}
+    expected.update(dataclasses.asdict(TtsParams()))
+    assert params == expected
+    for name, value in params.items():  # a 2 where a double is declared fails at start
+        assert type(value) is type(expected[name]), name
+    assert nodeset.default_params_file() == SHIPPED
+    assert AssistantConfig.from_values({p.name: params[p.name] for p in PARAMS}) == AssistantConfig()
+
+
+def test_ros_arguments_pass_only_what_was_given():
+    assistant, tts = nodeset.NODES
+    defaults = dict(nodeset.ARGUMENT_DEFAULTS)
+    assert nodeset.ros_arguments(assistant, defaults) == [
+        "--ros-args", "--params-file", str(SHIPPED)]
+    given = {**defaults, "params_file": "/p.yaml", "use_sim_time": "true", "autostart": "false",
+             "image_topic": "/cam/image", "guidance_topic": "/out/guidance"}
+    assert nodeset.ros_arguments(assistant, given) == [
+        "--ros-args", "--params-file", "/p.yaml", "-p", "use_sim_time:=true",
+        "-p", "autostart:=false", "-p", "image_topic:=/cam/image",
+        "-r", "guidance:=/out/guidance"]
+    assert nodeset.ros_arguments(tts, given) == [
+        "--ros-args", "--params-file", "/p.yaml", "-p", "use_sim_time:=true",
+        "-r", "guidance:=/out/guidance"]
+    assert nodeset.node_parameters(assistant, given) == {
+        "use_sim_time": True, "autostart": False, "image_topic": "/cam/image"}
+
+
+def test_bringup_cli_arguments():
+    values, ros_args = parse_args(["--namespace", "r1", "--use-sim-time", "true",
+                                   "--ros-args", "--log-level", "debug"])
+    assert values["namespace"] == "r1" and values["use_sim_time"] == "true"
+    assert values["params_file"] == "" and set(values) == set(nodeset.ARGUMENT_DEFAULTS)
+    assert ros_args == ["--ros-args", "--log-level", "debug"]
+
+
+# ---- the launch file, against recording stand-ins of the launch API ----------------------------
+class _Recorded:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+
+class _LaunchConfiguration(_Recorded):
+    def perform(self, context: dict[str, str]) -> str:
+        return context[self.args[0]]
+
+
+def _fake_launch_modules(share: Path) -> dict[str, types.ModuleType]:
+    def module(name: str, **attrs: Any) -> types.ModuleType:
+        mod = types.ModuleType(name)
+        mod.__dict__.update(attrs)
+        return mod
+
+    kinds = {k: type(k, (_Recorded,), {}) for k in (
+        "LaunchDescription", "DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable",
+        "Node", "LifecycleNode")}
+    return {
+        "launch": module("launch", LaunchDescription=kinds["LaunchDescription"]),
+        "launch.actions": module("launch.actions", **{k: kinds[k] for k in (
+            "DeclareLaunchArgument", "OpaqueFunction", "SetEnvironmentVariable")}),
+        "launch.substitutions": module("launch.substitutions",
+                                       LaunchConfiguration=_LaunchConfiguration),
+        "launch_ros": module("launch_ros"),
+        "launch_ros.actions": module("launch_ros.actions", Node=kinds["Node"],
+                                     LifecycleNode=kinds["LifecycleNode"]),
+        "ament_index_python": module("ament_index_python"),
+        "ament_index_python.packages": module(
+            "ament_index_python.packages", get_package_share_directory=lambda pkg: str(share)),
+    }
+
+
+@pytest.fixture
+def launch_file(monkeypatch, tmp_path):
+    for name, mod in _fake_launch_modules(tmp_path / "share").items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    monkeypatch.delenv("FASTDDS_DEFAULT_PROFILES_FILE", raising=False)
+    spec = importlib.util.spec_from_file_location("proassist_launch",
+                                                  REPO / "launch" / "proassist.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _launched_nodes(launch_file: Any, given: dict[str, str]) -> list[Any]:
+    description = launch_file.generate_launch_description()
+    actions = description.args[0]
+    declared = [a for a in actions if type(a).__name__ == "DeclareLaunchArgument"]
+    assert [a.args[0] for a in declared] == [a.name for a in nodeset.ARGUMENTS]
+    assert [a.kwargs["default_value"] for a in declared] == [a.default for a in nodeset.ARGUMENTS]
+    assert any(type(a).__name__ == "SetEnvironmentVariable" for a in actions)
+    opaque = next(a for a in actions if type(a).__name__ == "OpaqueFunction")
+    return opaque.kwargs["function"]({**nodeset.ARGUMENT_DEFAULTS, **given})
+
+
+@pytest.mark.parametrize("given", [{}, {"namespace": "robot1", "params_file": "/p.yaml",
+                                        "use_sim_time": "true", "autostart": "false",
+                                        "image_topic": "/cam/image",
+                                        "guidance_topic": "/out/guidance",
+                                        "user_utterance_topic": "/asr/text"}])
+def test_launch_file_builds_what_bringup_builds(launch_file, tmp_path, given):
+    nodes = _launched_nodes(launch_file, given)
+    values = {**nodeset.ARGUMENT_DEFAULTS, **given}
+    assert [type(n).__name__ for n in nodes] == ["LifecycleNode", "Node"]
+    for node, spec in zip(nodes, nodeset.NODES, strict=True):
+        kw = node.kwargs
+        assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == (
+            "proassist_ros", spec.executable, spec.name, values["namespace"])
+        params_file, overrides = kw["parameters"]
+        shipped = str(tmp_path / "share" / "config" / "proassist.yaml")
+        assert params_file == (given.get("params_file") or shipped)
+        # The same parameters and remaps as bringup's --ros-args for this node.
+        bringup_args = nodeset.ros_arguments(spec, {**values, "params_file": params_file})
+        launch_args = ["--ros-args", "--params-file", params_file]
+        launch_args += [x for k in overrides for x in ("-p", f"{k}:={values[k]}")]
+        launch_args += [x for old, new in kw["remappings"] for x in ("-r", f"{old}:={new}")]
+        assert launch_args == bringup_args
+
+
+# ---- bringup over DDS ---------------------------------------------------------------------------
+@pytest.mark.dds
+def test_bringup_runs_both_nodes_with_namespace_and_remaps(spawn, rclpy_context, tmp_path):
+    """`bringup` in its own process: both nodes, namespaced, remapped, autostarted, clean exit."""
+    import rclpy
+
+    from proassist_ros.msg import AssistantStats
+
+    params = yaml.safe_load(SHIPPED.read_text())
+    params["/**"]["ros__parameters"].update(model="tiny", play_audio=False)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    proc = spawn(["-m", "proassist_ros.ros.bringup", "--params-file", str(params_file),
+                  "--namespace", "robot1", "--guidance-topic", "/out/guidance",
+                  "--image-topic", "/cam1/image_raw"])
+    node = rclpy.create_node("bringup_probe", context=rclpy_context)
+    stats: list[AssistantStats] = []
+    node.create_subscription(AssistantStats, "/robot1/stats", stats.append, 10)
+    executor = rclpy.executors.SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    try:
+        deadline = _deadline(45)
+        while not stats and _before(deadline) and proc.poll() is None:
+            executor.spin_once(timeout_sec=0.1)
+        assert stats, proc.stdout.read() if proc.poll() is not None else "no stats from bringup"
+
+        def graph_ready() -> bool:
+            names = set(node.get_node_names_and_namespaces())
+            subs = {i.node_name for i in node.get_subscriptions_info_by_topic("/out/guidance")}
+            pubs = {i.node_name for i in node.get_publishers_info_by_topic("/out/guidance")}
+            cams = {i.node_name for i in node.get_subscriptions_info_by_topic("/cam1/image_raw")}
+            return ({("assistant", "/robot1"), ("tts", "/robot1")} <= names
+                    and subs == {"tts"} and pubs == {"assistant"} and cams == {"assistant"})
+
+        deadline = _deadline(20)
+        while not graph_ready() and _before(deadline):
+            executor.spin_once(timeout_sec=0.1)
+        assert graph_ready(), sorted(node.get_node_names_and_namespaces())
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("bringup did not exit on SIGINT")
+    assert proc.returncode == 0, out
+
+
+def _deadline(seconds: float) -> float:
+    import time
+
+    return time.monotonic() + seconds
+
+
+def _before(deadline: float) -> bool:
+    import time
+
+    return time.monotonic() < deadline
