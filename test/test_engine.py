@@ -14,19 +14,28 @@ RECIPE = "1. Boil the water\n2. Put a tea bag in the cup\n3. Pour the water into
 GOAL = "I want to make a cup of tea"
 
 
-@pytest.fixture(scope="module")
-def model():
+def _varied_silence_model(chat_format: str):
     """Tiny random model whose P(silence) varies from frame to frame.
 
-    With random weights P(<|im_end|>) is ~1/vocab everywhere; a scaled random lm_head row for the
+    With random weights P(silence) is ~1/vocab everywhere; a scaled random lm_head row for the
     silence token makes it depend on the input, so θ has something to decide.
     """
-    m = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=0)
+    m = load("tiny", chat_format=chat_format, tokens_per_frame=1, seed=0)
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         row = m.llm.lm_head.weight[m.chat.silence_id]
         row.copy_(torch.randn(row.shape, generator=g) * 3.0)
     return m
+
+
+@pytest.fixture(scope="module")
+def model():
+    return _varied_silence_model("chatml")
+
+
+@pytest.fixture(scope="module", params=["chatml", "llama3"])
+def any_format_model(request, model):
+    return model if request.param == "chatml" else _varied_silence_model("llama3")
 
 
 def frames(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -64,8 +73,9 @@ def test_context_stays_bounded_across_limits(model, strategy):
     assert s.summaries_triggered == len(events)
 
 
-def test_ips_rebuilt_prompt_is_exactly_spec(model):
+def test_ips_rebuilt_prompt_is_exactly_spec(any_format_model):
     """After IPS the next frame is BOS + system(prompt + " " + summary + " " + knowledge) + I×<image>."""
+    model = any_format_model
     s = AssistantSession(model, cfg(context_strategy="ips"))
     s.set_task(GOAL, RECIPE)
     chat = model.chat
@@ -142,7 +152,8 @@ def test_user_turn_lands_before_next_frame_images(model):
     assert s.last_input_ids == chat.image_ids(1)
 
 
-def test_first_frame_layout_goal_then_knowledge(model):
+def test_first_frame_layout_goal_then_knowledge(any_format_model):
+    model = any_format_model
     chat = model.chat
     s = AssistantSession(model, cfg())
     s.set_task(GOAL, RECIPE)
