@@ -346,3 +346,44 @@ def test_lifecycle_transitions_and_bad_model(spawn, probe):
     assert _lifecycle(probe, Transition.TRANSITION_CLEANUP) == (True, "unconfigured")
     assert _lifecycle(probe, Transition.TRANSITION_CONFIGURE) == (True, "inactive")
     assert log.proc.poll() is None
+
+
+def test_sim_time_and_replay_speed(spawn, probe):
+    """use_sim_time: node time follows /clock; a 2x replay processes exactly the same frames."""
+    from rosgraph_msgs.msg import Clock
+
+    from proassist_ros.ros.conversions import ns_to_time
+
+    clock_pub = probe.node.create_publisher(Clock, "/clock", 10)
+    sim_ns = [500 * NS]
+
+    def tick() -> None:
+        sim_ns[0] += NS // 10
+        clock_pub.publish(Clock(clock=ns_to_time(sim_ns[0])))
+
+    timer = probe.node.create_timer(0.1, tick)
+    try:
+        node = start_node(spawn, probe, "-p", "use_sim_time:=true")
+        run_camera(spawn, node, "--count", "40", "--speed", "2.0", "--start", str(START_S))
+        probe.wait_settled(40)
+        assert [stamp_ns(g) for g in probe.wait(
+            lambda: len(probe.guidance) >= 8 and probe.guidance, 10, "8 guidance")] == grid(
+            START_S, 40)
+        stats_stamps = [stamp_ns(s) for s in probe.stats]
+        assert all(500 * NS < t <= sim_ns[0] for t in stats_stamps), stats_stamps
+    finally:
+        probe.node.destroy_timer(timer)
+
+
+def test_incompatible_camera_qos_is_reported(spawn, probe):
+    """A best-effort camera and a node asking for reliable: counted, logged, WARN diagnostics."""
+    node = start_node(spawn, probe, "-p", "image_reliability:=reliable")
+    proc = spawn([CAMERA, "--count", "5", "--wait", "5"])
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2, out  # never matched
+    stats = probe.wait(lambda: probe.stats[-1].incompatible_qos_events >= 1 and probe.stats[-1],
+                       15, "an incompatible-QoS event in stats")
+    assert stats.frames_received == 0
+    assert node.wait_for("incompatible", 5), node.text
+    probe.wait(lambda: any("incompatible-QoS" in st.message and st.level == b"\x01"
+                           for d in probe.diags for st in d.status), 5, "WARN diagnostics")

@@ -73,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoding", choices=[*RAW, *COMPRESSED], default="rgb8")
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
-    p.add_argument("--rate", type=float, default=10.0)
+    p.add_argument("--rate", type=float, default=10.0, help="frames per second of stamps")
+    p.add_argument("--speed", type=float, default=1.0,
+                   help="replay speed: publish at rate*speed per wall second, stamps unchanged")
     p.add_argument("--count", type=int, default=30)
     p.add_argument("--start", type=float, default=1_700_000_000.0, help="first stamp (s)")
     p.add_argument("--frame-id", default="head_camera_optical_frame")
@@ -113,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.monotonic()
     for i, (msg, stamp) in enumerate(frames):
-        delay = t0 + i * period_ns / 1e9 - time.monotonic()
+        delay = t0 + i * period_ns / 1e9 / args.speed - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing the camera, not synchronising with the test
         pub.publish(msg)
