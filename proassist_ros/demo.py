@@ -42,7 +42,9 @@ def _params(out: Path, model: str) -> Path:
         f"    model: {json.dumps(model)}\n"
         "    fps: 2.0\n    theta: 0.3\n    context_strategy: ips\n"
         f"    output_dir: {json.dumps(str((out / 'wav').resolve()))}\n"
-        "    play_audio: false\n    max_age_s: 60.0\n")
+        "    reply_max_tokens: 40\n"
+        # bag stamps are from the recording, so an age check against "now" would drop everything
+        "    play_audio: false\n    max_age_s: 0.0\n")
     return path
 
 
