@@ -109,15 +109,23 @@ class Probe:
         finally:
             self.node.destroy_client(client)
 
-    def wait_settled(self, received: int, timeout: float = 20.0) -> Any:
-        """The first stats message where all ``received`` frames are accounted for."""
+    def settle(self) -> Any:
+        """Stats once the stream is over: two fresh messages with the same, fully accounted counts.
+
+        Counting from messages that arrive after the call means no sleep and no assumption about
+        how many frames DDS delivered (under load a few may be lost before the callback runs).
+        """
+        first = len(self.stats)
+
         def settled() -> Any:
-            s = self.stats[-1] if self.stats else None
-            done = s and s.frames_received >= received and (
-                s.frames_processed + s.frames_dropped + s.decode_errors == s.frames_received)
-            return s if done else None
-        return self.wait(settled, timeout, lambda: f"stats accounting for {received} frames "
-                         f"(last: {self.stats[-1] if self.stats else None})")
+            if len(self.stats) < first + 2:
+                return None
+            a, b = self.stats[-2], self.stats[-1]
+            counts = (b.frames_received, b.frames_processed, b.frames_dropped, b.decode_errors)
+            same = counts == (a.frames_received, a.frames_processed, a.frames_dropped,
+                              a.decode_errors)
+            return b if same and sum(counts[1:]) == counts[0] else None
+        return self.wait(settled, 30, lambda: f"settled stats (last: {self.stats[-1:]})")
 
     def close(self) -> None:
         self.executor.shutdown()
@@ -160,6 +168,25 @@ def grid(first_s: float, count: int, skip: tuple[int, ...] = ()) -> list[int]:
     return [start + i * PERIOD_NS for i in range(0, count, 5) if i not in skip]
 
 
+def min_received(sent: int) -> int:
+    """Frames that must arrive: all but 10 %. Without the DDS profile 3/20 (640x480) and 1/20
+    (1280x720) arrive; under CPU load from parallel test runs a starved executor can still miss
+    one or two (measured: 36-39/40 with image_depth 1, 56-60/60 with depth 5 on 2 busy cores)."""
+    return sent - max(1, sent // 10)
+
+
+def check_sampling(got: list[int], frames: list[dict], received: int, skip: tuple[int, ...] = ()):
+    """Processed stamps are frame stamps, one per 0.5 s cell of the stamp grid, in order; when
+    every frame arrived they are exactly the grid points (minus malformed ones)."""
+    sent = [f["stamp_ns"] for f in frames]
+    assert set(got) <= set(sent)
+    cells = [(t - sent[0]) // (NS // 2) for t in got]
+    assert cells == sorted(set(cells)), cells
+    if received == len(frames):
+        first_s = sent[0] / NS
+        assert got == grid(first_s, len(frames), skip)
+
+
 def stamp_ns(msg: Any) -> int:
     return msg.header.stamp.sec * NS + msg.header.stamp.nanosec
 
@@ -167,24 +194,27 @@ def stamp_ns(msg: Any) -> int:
 def test_raw_frames_end_to_end(spawn, probe):
     """Guidance/TaskState/stats arrive with the frames' stamps; malformed frames are counted."""
     node = start_node(spawn, probe)
-    frames = run_camera(spawn, node, "--count", "40", "--malformed", "27,30", "--start", str(START_S))
+    # 27 is sampled out; 30-32 straddle the 3.0 s grid point: whichever of them arrives first
+    # is kept and fails to decode (one error even if DDS lost one of them under load).
+    frames = run_camera(spawn, node, "--count", "40", "--malformed", "27,30,31,32",
+                        "--start", str(START_S))
     assert len(frames) == 40
-    stats = probe.wait_settled(40)
-    assert stats.frames_received == 40  # the DDS profile delivers every 640x480 frame
-    assert stats.decode_errors == 1  # frame 30 is on the grid; frame 27 is sampled out
-    assert stats.frames_processed == 7
-    assert stats.frames_dropped == 40 - 7 - 1
+    stats = probe.settle()
+    assert stats.frames_received >= min_received(40), stats  # the DDS profile delivers 640x480
+    assert stats.decode_errors == 1
+    assert stats.frames_processed == 7 if stats.frames_received == 40 else 6 <= stats.frames_processed
 
-    expected = grid(START_S, 40, skip=(30,))
-    got = probe.wait(lambda: len(probe.guidance) >= 7 and probe.guidance, 10, "7 guidance")
-    assert [stamp_ns(g) for g in got] == expected
-    assert [g.seq for g in got] == list(range(7))
+    got = probe.wait(lambda: len(probe.guidance) >= stats.frames_processed and probe.guidance,
+                     10, "one guidance per processed frame")
+    check_sampling([stamp_ns(g) for g in got], frames, stats.frames_received, skip=(30,))
+    assert len(got) == stats.frames_processed
+    assert [g.seq for g in got] == list(range(len(got)))
     assert {g.header.frame_id for g in got} == {FRAME_ID}
     assert len({g.session_id for g in got}) == 1
     assert all(0.0 < g.latency_s < 5.0 and g.threshold == pytest.approx(1.0) for g in got)
     assert all(0.0 <= g.talk_probability <= 1.0 and g.text for g in got)
 
-    last = probe.wait(lambda: probe.states and stamp_ns(probe.states[-1]) == expected[-1]
+    last = probe.wait(lambda: probe.states and stamp_ns(probe.states[-1]) == stamp_ns(got[-1])
                       and probe.states[-1], 10, "a TaskState stamped with the last frame")
     assert last.session_id == got[0].session_id and last.header.frame_id == FRAME_ID
     frame_stamps = {f["stamp_ns"] for f in frames}
@@ -205,24 +235,26 @@ def test_raw_frames_end_to_end(spawn, probe):
 @pytest.mark.parametrize("runs", [[("bgr8", 1280, 720), ("mono8", 640, 480),
                                    ("rgb8", 1280, 720)]])
 def test_camera_sizes_and_encodings(spawn, probe, runs):
-    """Real camera sizes arrive in full and are processed on the 0.5 s grid."""
+    """Real camera sizes arrive (the DDS profile) and are processed on the 0.5 s grid."""
     node = start_node(spawn, probe)
-    received = 0
+    before = probe.stats[-1]
     for k, (encoding, width, height) in enumerate(runs):
-        first_s = START_S + 10 * k
-        before = len(probe.guidance)
+        seen = len(probe.guidance)
         t0 = time.monotonic()
-        run_camera(spawn, node, "--encoding", encoding, "--width", str(width),
-                   "--height", str(height), "--count", "20", "--start", str(first_s))
-        received += 20
-        stats = probe.wait_settled(received)
-        got = probe.wait(lambda b=before: len(probe.guidance) >= b + 4 and probe.guidance[b:],
-                         10, f"guidance for the {encoding} {width}x{height} run")
-        print(f"\n{encoding} {width}x{height} @10 Hz: received {stats.frames_received}, "
-              f"processed {stats.frames_processed}, latency "
-              f"{[round(g.latency_s, 3) for g in got]} s, wall {time.monotonic() - t0:.1f} s")
-        assert stats.frames_received == received
-        assert [stamp_ns(g) for g in got] == grid(first_s, 20)
+        frames = run_camera(spawn, node, "--encoding", encoding, "--width", str(width),
+                            "--height", str(height), "--count", "20",
+                            "--start", str(START_S + 10 * k))
+        stats = probe.settle()
+        received = stats.frames_received - before.frames_received
+        processed = stats.frames_processed - before.frames_processed
+        got = probe.wait(lambda a=seen, n=processed: len(probe.guidance) >= a + n
+                         and probe.guidance[a:], 10, f"guidance of the {encoding} run")
+        print(f"\n{encoding} {width}x{height} @10 Hz: received {received}/20, processed "
+              f"{processed}, latency {[round(g.latency_s, 3) for g in got]} s, "
+              f"wall {time.monotonic() - t0:.1f} s")
+        assert received >= min_received(20) and processed == 4 == len(got)
+        check_sampling([stamp_ns(g) for g in got], frames, received)
+        before = stats
     seqs = [g.seq for g in probe.guidance]
     assert seqs == list(range(len(seqs)))
 
@@ -230,15 +262,19 @@ def test_camera_sizes_and_encodings(spawn, probe, runs):
 def test_compressed_transport(spawn, probe):
     """transport:=compressed subscribes <image_topic>/compressed; jpeg and png decode."""
     node = start_node(spawn, probe, "-p", "transport:=compressed")
-    run_camera(spawn, node, "--encoding", "jpeg", "--count", "20", "--malformed", "10",
-               "--start", str(START_S))
-    stats = probe.wait_settled(20)
-    assert (stats.frames_received, stats.decode_errors, stats.frames_processed) == (20, 1, 3)
-    run_camera(spawn, node, "--encoding", "png", "--count", "10", "--start", str(START_S + 10))
-    stats = probe.wait_settled(30)
-    assert stats.frames_processed == 5 and stats.decode_errors == 1
-    assert [stamp_ns(g) for g in probe.guidance] == (grid(START_S, 20, skip=(10,))
-                                                     + grid(START_S + 10, 10))
+    jpeg = run_camera(spawn, node, "--encoding", "jpeg", "--count", "20",
+                      "--malformed", "10,11,12", "--start", str(START_S))
+    stats = probe.settle()
+    assert stats.frames_received >= min_received(20)
+    assert (stats.decode_errors, stats.frames_processed) == (1, 3)
+    check_sampling([stamp_ns(g) for g in probe.guidance], jpeg, stats.frames_received, skip=(10,))
+    png = run_camera(spawn, node, "--encoding", "png", "--count", "10",
+                     "--start", str(START_S + 10))
+    after = probe.settle()
+    assert after.frames_received - stats.frames_received >= min_received(10)
+    assert after.frames_processed == 5 and after.decode_errors == 1
+    got = probe.wait(lambda: probe.guidance[3:5], 10, "guidance of the png run")
+    check_sampling([stamp_ns(g) for g in got], png, after.frames_received - stats.frames_received)
 
 
 def _lifecycle(probe: Probe, transition: int | None = None) -> Any:
@@ -287,17 +323,19 @@ def test_services_and_runtime_parameters(spawn, probe):
     assert not bad[0].successful
     assert not frozen[0].successful and "configure" in frozen[0].reason
     run_camera(spawn, node, "--count", "10", "--start", str(START_S))
-    probe.wait_settled(10)
+    probe.settle()
     got = probe.wait(lambda: probe.guidance, 10, "guidance after set_task")
     assert all(g.threshold == pytest.approx(0.25) for g in got)
     assert {g.session_id for g in got} == {resp.session_id}
 
     # Disabled: frames are received and dropped, nothing is processed.
     assert probe.call(SetBool, "/proassist/enable", SetBool.Request(data=False)).success
-    processed = probe.stats[-1].frames_processed
+    before = probe.settle()
     run_camera(spawn, node, "--count", "10", "--start", str(START_S + 10))
-    stats = probe.wait_settled(20)
-    assert stats.frames_processed == processed and stats.frames_dropped >= 10 + 10 - processed
+    stats = probe.settle()
+    received = stats.frames_received - before.frames_received
+    assert received >= min_received(10) and stats.frames_processed == before.frames_processed
+    assert stats.frames_dropped - before.frames_dropped == received
     assert probe.call(SetBool, "/proassist/enable", SetBool.Request(data=True)).success
 
     # Reset: a new session, no task; guidance seq restarts at 0.
@@ -308,7 +346,7 @@ def test_services_and_runtime_parameters(spawn, probe):
     assert fresh.goal == "" and fresh.status == TaskState.STATUS_IDLE and fresh.session_id in reply.message
     before = len(probe.guidance)
     run_camera(spawn, node, "--count", "10", "--start", str(START_S + 20))
-    probe.wait_settled(30)
+    probe.settle()
     after = probe.wait(lambda: probe.guidance[before:], 10, "guidance after reset")
     assert after[0].seq == 0 and after[0].session_id == fresh.session_id
 
@@ -330,7 +368,7 @@ def test_lifecycle_transitions_and_bad_model(spawn, probe):
     assert _lifecycle(probe, Transition.TRANSITION_ACTIVATE) == (True, "active")
     probe.wait(lambda: probe.stats, 10, "stats once active")
     run_camera(spawn, log, "--count", "10", "--start", str(START_S))
-    assert probe.wait_settled(10).frames_processed == 2
+    assert probe.settle().frames_processed == 2  # one frame per 0.5 s cell
 
     assert _lifecycle(probe, Transition.TRANSITION_DEACTIVATE) == (True, "inactive")
     proc = spawn([CAMERA, "--count", "5", "--wait", "3"])
@@ -339,7 +377,7 @@ def test_lifecycle_transitions_and_bad_model(spawn, probe):
     assert _lifecycle(probe, Transition.TRANSITION_ACTIVATE) == (True, "active")
     n = len(probe.guidance)
     run_camera(spawn, log, "--count", "10", "--start", str(START_S + 10))
-    probe.wait_settled(20)
+    probe.settle()
     assert probe.wait(lambda: len(probe.guidance) >= n + 2, 10, "guidance after re-activation")
 
     assert _lifecycle(probe, Transition.TRANSITION_DEACTIVATE) == (True, "inactive")
@@ -364,11 +402,12 @@ def test_sim_time_and_replay_speed(spawn, probe):
     timer = probe.node.create_timer(0.1, tick)
     try:
         node = start_node(spawn, probe, "-p", "use_sim_time:=true")
-        run_camera(spawn, node, "--count", "40", "--speed", "2.0", "--start", str(START_S))
-        probe.wait_settled(40)
-        assert [stamp_ns(g) for g in probe.wait(
-            lambda: len(probe.guidance) >= 8 and probe.guidance, 10, "8 guidance")] == grid(
-            START_S, 40)
+        frames = run_camera(spawn, node, "--count", "40", "--speed", "2.0",
+                            "--start", str(START_S))
+        stats = probe.settle()
+        assert stats.frames_processed == 8  # the same 8 frames as at 1x (one per 0.5 s cell)
+        got = probe.wait(lambda: len(probe.guidance) >= 8 and probe.guidance, 10, "8 guidance")
+        check_sampling([stamp_ns(g) for g in got], frames, stats.frames_received)
         stats_stamps = [stamp_ns(s) for s in probe.stats]
         assert all(500 * NS < t <= sim_ns[0] for t in stats_stamps), stats_stamps
     finally:

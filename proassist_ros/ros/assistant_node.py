@@ -27,7 +27,7 @@ from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState
 from rclpy.lifecycle import TransitionCallbackReturn as Ret
 from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -63,12 +63,15 @@ class AssistantNode(LifecycleNode):
         self._active = False
         self._entities: dict[str, Any] = {}
         self._subs: list[Any] = []
+        self._camera_topic = ""  # resolved camera topic, for log messages
         self._state_msg: TaskState | None = None
         self._state_key: tuple | None = None
         self._frame_header: Header | None = None
         self._prev_snap, self._qos_event_at = None, float("-inf")
-        # Camera callbacks never wait behind services/timers, and vice versa.
-        self._io_group, self._ctl_group = (MutuallyExclusiveCallbackGroup() for _ in range(2))
+        # Camera callbacks never wait behind control; control (lifecycle services included, the
+        # default group) is serialised, so a cleanup never races the timer or a service.
+        self._io_group = MutuallyExclusiveCallbackGroup()
+        self._ctl_group = self.default_callback_group
 
     # ---- lifecycle ---------------------------------------------------------------------------
     def autostart(self) -> bool:
@@ -126,8 +129,9 @@ class AssistantNode(LifecycleNode):
         self.stream.start()
         self._active = True
         result = super().on_activate(state)
-        self._publish_state(self.stream.with_session(lambda s: s.task_state()), force=True)
-        self.get_logger().info(f"active: {self._subs[0].topic_name} ({cfg.image_reliability}, "
+        self.stream.with_session(lambda s: self._publish_state(s.task_state(), force=True))
+        self._camera_topic = self._subs[0].topic_name
+        self.get_logger().info(f"active: {self._camera_topic} ({cfg.image_reliability}, "
                                f"depth {cfg.image_depth})")
         return result
 
@@ -193,15 +197,18 @@ class AssistantNode(LifecycleNode):
     def _on_incompatible_qos(self, info: Any) -> None:
         self.stream.counters.add(incompatible_qos_events=info.total_count_change)
         self._qos_event_at = time.monotonic()
+        try:
+            policy = QoSPolicyKind(int(info.last_policy_kind)).name
+        except ValueError:
+            policy = str(info.last_policy_kind)
         self.get_logger().warning(
-            f"a publisher on {self._subs[0].topic_name if self._subs else 'the camera topic'} "
-            f"offers QoS incompatible with ours (policy id {info.last_policy_kind}); "
-            "set image_reliability to match the camera")
+            f"a publisher on {self._camera_topic} offers QoS incompatible with ours ({policy}); "
+            "set image_reliability (and image_depth) to match the camera")
 
     def _on_camera_matched(self, info: Any) -> None:
         """Log camera publishers coming and going: 'no frames' is the usual support question."""
         verb = "matched" if info.current_count_change > 0 else "left"
-        self.get_logger().info(f"camera publisher {verb} on {self._subs[0].topic_name} "
+        self.get_logger().info(f"camera publisher {verb} on {self._camera_topic} "
                                f"({info.current_count} now)")
 
     def _on_decode_error(self, exc: Exception) -> None:
@@ -237,39 +244,47 @@ class AssistantNode(LifecycleNode):
     def _tick(self) -> None:
         """1 Hz: stats, the TaskState heartbeat and /diagnostics."""
         snap = self.stream.snapshot(self._active, time.monotonic() - self._qos_event_at)
-        now = self.get_clock().now().to_msg()
-        self._entities["stats"].publish(conv.stats_msg(snap, Header(stamp=now)))
+        now, out = self.get_clock().now().to_msg(), self._entities
+        if not out:
+            return
+        out["stats"].publish(conv.stats_msg(snap, Header(stamp=now)))
         if self._state_msg is not None:
-            self._entities["task_state"].publish(self._state_msg)
+            out["task_state"].publish(self._state_msg)
         level, message = assess(snap, self._prev_snap)
         self._prev_snap = snap
-        self._entities["diagnostics"].publish(conv.diagnostics_msg(
+        out["diagnostics"].publish(conv.diagnostics_msg(
             snap, level, message, now, f"{self.get_fully_qualified_name()}: stream",
             self.cfg.device if self.cfg else ""))
 
     # ---- control -----------------------------------------------------------------------------
     def _on_set_task(self, req: SetTask.Request, resp: SetTask.Response) -> SetTask.Response:
-        def set_task(session: Any) -> Any:
+        def set_task(session: Any) -> str:
             session.set_task(req.goal, knowledge=req.knowledge, steps=tuple(req.steps),
                              reset_context=req.reset_context)
-            return session.task_state()
+            self._publish_state(session.task_state(), force=True)  # under the session lock:
+            return session.session_id                               # never overtaken by a frame
 
         try:
-            state = self.stream.with_session(set_task)
+            resp.session_id = self.stream.with_session(set_task)
         except Exception as exc:  # noqa: BLE001 - the engine validates; the caller gets why
             resp.success, resp.message = False, f"{type(exc).__name__}: {exc}"
             return resp
         if req.reset_context:
             self.stream.reset_grid()
-        resp.success, resp.message, resp.session_id = True, f"task set: {req.goal!r}", state.session_id
-        self._publish_state(state, force=True)
+        resp.success, resp.message = True, f"task set: {req.goal!r}"
         return resp
 
     def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        state = self.stream.with_session(lambda s: (s.reset(), s.task_state())[1])
+        def reset(session: Any) -> str:
+            session.reset()
+            self._publish_state(session.task_state(), force=True)
+            return session.session_id
+
+        try:
+            resp.success, resp.message = True, f"session reset: {self.stream.with_session(reset)}"
+        except RuntimeError as exc:  # not configured
+            resp.success, resp.message = False, str(exc)
         self.stream.reset_grid()
-        self._publish_state(state, force=True)
-        resp.success, resp.message = True, f"session reset: {state.session_id}"
         return resp
 
     def _on_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:

@@ -7,7 +7,7 @@ can be exercised with a fake session and fake frames, without DDS.
 
 Thread model: ``offer``/``add_utterance``/``enabled`` are called from executor callbacks;
 ``_process`` runs on the worker; session calls from services go through :meth:`with_session`.
-One lock serialises every use of the session.
+One lock serialises every use of the session and the publication of its outputs.
 """
 
 from __future__ import annotations
@@ -149,11 +149,13 @@ class FrameStream(Generic[P]):
             while not self._utterances.empty():
                 session.push_user_utterance(self._utterances.get(), stamp_s)
             result = session.push_frame(rgb, stamp_s)
-            state, session_id = session.task_state(), session.session_id
             self._context_tokens = int(session.context_tokens)
-        self._window.add(stamp_s, time.perf_counter() - start)
-        self.counters.add(frames_processed=1, summaries_triggered=int(bool(result.context_event)))
-        self._on_output(Output(job, result, state, session_id))
+            self._window.add(stamp_s, time.perf_counter() - start)
+            self.counters.add(frames_processed=1,
+                              summaries_triggered=int(bool(result.context_event)))
+            # Still under the lock: outputs of a frame and of a service (set_task, reset) are
+            # published in the order the session saw them, so a stale TaskState never wins.
+            self._on_output(Output(job, result, session.task_state(), session.session_id))
 
     # -- stats --------------------------------------------------------------------------------
     def snapshot(self, active: bool, seconds_since_qos_event: float) -> StatsSnapshot:
