@@ -13,6 +13,7 @@ import pytest
 from proassist_ros.engine import EngineConfig
 from proassist_ros.ros.assistant_config import (
     ENGINE_POLICIES,
+    ENGINE_SETUP,
     PARAMS,
     RUNTIME_PARAMS,
     AssistantConfig,
@@ -29,7 +30,7 @@ T0 = 1_700_000_000 * NS
 def test_param_table_matches_config_and_engine_defaults():
     assert {p.name: p.default for p in PARAMS} == dataclasses.asdict(AssistantConfig())
     engine = EngineConfig()
-    for name in ENGINE_POLICIES + ("context_limit", "context_strategy"):
+    for name in (*ENGINE_POLICIES, *ENGINE_SETUP):
         assert getattr(AssistantConfig(), name) == getattr(engine, name), name
     assert set(ENGINE_POLICIES) <= RUNTIME_PARAMS
 
@@ -62,7 +63,8 @@ def test_invalid_values_are_named(values, needle):
 
 
 def test_integers_are_accepted_for_doubles():
-    assert AssistantConfig.from_values({"fps": 5, "theta": 1}).fps == 5.0
+    cfg = AssistantConfig.from_values({"fps": 5, "theta": 1})
+    assert (cfg.fps, cfg.theta) == (5.0, 1.0) and isinstance(cfg.fps, float)
 
 
 def test_compressed_topic_and_runtime_changes():

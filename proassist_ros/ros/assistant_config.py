@@ -78,7 +78,11 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if p.runtime)
-ENGINE_POLICIES = ("theta", "reply_max_tokens", "min_gap_s", "talk_budget_per_min", "suppress_repeats")
+# Parameters passed to EngineConfig under the same name: the run-time policies (applied live
+# through AssistantSession.update_config) and the configure-time context settings.
+ENGINE_POLICIES = ("theta", "reply_max_tokens", "min_gap_s", "talk_budget_per_min",
+                   "suppress_repeats")
+ENGINE_SETUP = ("context_limit", "context_strategy")
 
 
 @dataclass(frozen=True)
@@ -123,7 +127,8 @@ class AssistantConfig:
                 raise ValueError(problem)
         if not values.get("model", "embedded").strip():
             raise ValueError("parameter 'model' is empty: give 'embedded', 'tiny' or a checkpoint dir")
-        return cls(**values)
+        return cls(**{k: float(v) if isinstance(SPECS[k].default, float) else v
+                      for k, v in values.items()})
 
     def with_changes(self, changes: dict[str, Any]) -> AssistantConfig:
         """A copy with validated changes applied."""
@@ -133,22 +138,10 @@ class AssistantConfig:
         """The engine's configuration for this node configuration."""
         from proassist_ros.engine import EngineConfig
 
-        kwargs: dict[str, Any] = {
-            "theta": self.theta,
-            "context_limit": self.context_limit,
-            "context_strategy": self.context_strategy,
-            "reply_max_tokens": self.reply_max_tokens,
-            "min_gap_s": self.min_gap_s,
-            "talk_budget_per_min": self.talk_budget_per_min,
-            "suppress_repeats": self.suppress_repeats,
-        }
-        if self.system_prompt:
+        kwargs = {name: getattr(self, name) for name in (*ENGINE_POLICIES, *ENGINE_SETUP)}
+        if self.system_prompt:  # '' keeps the engine's default prompt
             kwargs["system_prompt"] = self.system_prompt
         return EngineConfig(**kwargs)
-
-    def policies(self) -> dict[str, Any]:
-        """The engine policies that may change at run time."""
-        return {name: getattr(self, name) for name in ENGINE_POLICIES}
 
 
 def check_value(name: str, value: Any) -> str | None:
