@@ -315,7 +315,7 @@ class AssistantNode(LifecycleNode):
 
 def main(argv: list[str] | None = None) -> int:
     """``proassist_node [--ros-args ...]``: run the assistant until SIGINT/SIGTERM."""
-    apply_default_profile()  # before the first participant; a user's own profile wins
+    profile = apply_default_profile()  # before the first participant; a user's own one wins
     rclpy.init(args=argv if argv is not None else sys.argv)
     try:
         node = AssistantNode()
@@ -323,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"proassist_node: {type(exc).__name__}: {exc}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
     executor = MultiThreadedExecutor(num_threads=4)
     executor.add_node(node)
     try:

@@ -55,7 +55,7 @@ def bringup_main(argv: list[str]) -> int:
         return 2
     from proassist_ros.ros.dds_profile import apply_default_profile
 
-    apply_default_profile()  # before the first participant; a user's own profile wins
+    profile = apply_default_profile()  # before the first participant; a user's own one wins
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -64,6 +64,7 @@ def bringup_main(argv: list[str]) -> int:
     executor = MultiThreadedExecutor(num_threads=4)
     try:
         nodes = create_nodes(values)
+        nodes[0].get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
         for node in nodes:
             executor.add_node(node)
         for node in nodes:
