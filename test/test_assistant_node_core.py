@@ -132,6 +132,10 @@ class FakeSession:
         self.calls.append(("frame", int(rgb[0, 0, 0]), stamp_s))
         return _Result(stamp_s)
 
+    def push_frames(self, frames: list[tuple[np.ndarray, float]]) -> list[_Result]:
+        self.calls.append(("batch", len(frames)))
+        return [self.push_frame(rgb, stamp) for rgb, stamp in frames]
+
     def task_state(self) -> _State:
         return _State()
 
@@ -146,11 +150,11 @@ def _decode(payload: int) -> np.ndarray:
     return np.full((2, 2, 3), payload, np.uint8)
 
 
-def _stream(session: FakeSession) -> tuple[FrameStream, list[Output], list[Exception]]:
+def _stream(session: FakeSession, depth: int = 1) -> tuple[FrameStream, list[Output], list[Exception]]:
     outputs: list[Output] = []
     errors: list[Exception] = []
     stream = FrameStream(_decode, BadFrame, outputs.append, errors.append, errors.append)
-    stream.attach(session, fps=2.0)
+    stream.attach(session, fps=2.0, catchup_depth=depth)
     stream.start()
     return stream, outputs, errors
 
@@ -172,8 +176,8 @@ def test_stream_samples_by_stamp_and_feeds_utterances_first():
             if i in (0, 5):  # let the worker take each kept frame before the next one
                 _wait(lambda i=i: len(outputs) == (1 if i == 0 else 2))
         _wait(lambda: len(outputs) == 2)
-        assert session.calls == [("user", "what next?", T0 / NS), ("frame", 0, T0 / NS),
-                                 ("frame", 5, (T0 + NS // 2) / NS)]
+        assert [c for c in session.calls if c[0] != "batch"] == [
+            ("user", "what next?", T0 / NS), ("frame", 0, T0 / NS), ("frame", 5, (T0 + NS // 2) / NS)]
         assert [o.job.stamp_ns for o in outputs] == [T0, T0 + NS // 2]
         assert all(o.session_id == "s1" and o.latency_s() >= 0 for o in outputs)
         counts = stream.counters.values()
@@ -195,7 +199,7 @@ def test_stream_counts_decode_errors_and_keeps_going():
         stream.offer(3, T0 + NS)
         _wait(lambda: len(outputs) == 1)
         assert [str(e) for e in errors] == ["frame -1 is malformed"]
-        assert session.calls == [("frame", 3, (T0 + NS) / NS)]
+        assert session.calls == [("batch", 1), ("frame", 3, (T0 + NS) / NS)]
     finally:
         stream.detach()
 
@@ -210,9 +214,30 @@ def test_busy_worker_sees_only_the_newest_kept_frame():
         stream.offer(3, T0 + 2 * NS)    # ... and is replaced by this one
         session.gate.set()
         _wait(lambda: len(outputs) == 2)
-        assert [c[1] for c in session.calls] == [1, 3]
+        assert [c[1] for c in session.calls if c[0] == "frame"] == [1, 3]
         counts = stream.counters.values()
         assert counts["overwritten"] == 1 and counts["frames_dropped"] == 1
+    finally:
+        stream.detach()
+
+
+def test_busy_worker_gets_the_backlog_in_order_with_catchup_depth():
+    """Depth 3: frames kept while the worker is busy wait in order (oldest pushed out) and reach
+    the session together, as one push_frames call."""
+    session = FakeSession(gate=threading.Event())
+    stream, outputs, _ = _stream(session, depth=3)
+    try:
+        stream.offer(1, T0)
+        assert session.entered.wait(5)
+        for k in range(2, 7):            # five kept frames arrive during the busy step
+            stream.offer(k, T0 + (k - 1) * NS)
+        session.gate.set()
+        _wait(lambda: len(outputs) == 4)
+        assert [c for c in session.calls if c[0] == "batch"] == [("batch", 1), ("batch", 3)]
+        assert [c[1] for c in session.calls if c[0] == "frame"] == [1, 4, 5, 6]
+        assert [o.job.stamp_ns for o in outputs] == [T0 + k * NS for k in (0, 3, 4, 5)]
+        counts = stream.counters.values()
+        assert counts["frames_processed"] == 4 and counts["frames_dropped"] == 2
     finally:
         stream.detach()
 

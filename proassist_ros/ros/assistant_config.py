@@ -62,6 +62,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=("best_effort", "reliable")),
     ParamSpec("image_depth", 1, "camera subscription queue depth (1: always the newest frame)",
               low=1, high=100),
+    ParamSpec("catchup_depth", 8, "sampled frames kept while inference is busy; they enter the context "
+              "together and only the newest may speak (1: latest frame wins)", low=1, high=64),
     ParamSpec("system_prompt", "", "system prompt; empty: the engine's default"),
     ParamSpec("knowledge_file", "", "task knowledge (recipe text) loaded at configure; empty: none"),
     ParamSpec("reply_max_tokens", 100, "cap on the tokens of one reply (assistant header included)",
@@ -100,6 +102,7 @@ class AssistantConfig:
     transport: str = "raw"
     image_reliability: str = "best_effort"
     image_depth: int = 1
+    catchup_depth: int = 8
     system_prompt: str = ""
     knowledge_file: str = ""
     reply_max_tokens: int = 100

@@ -93,7 +93,7 @@ class AssistantNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - any loader error fails the transition, named
             return self._fail(f"cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}")
         self.cfg = cfg
-        self.stream.attach(session, cfg.fps)
+        self.stream.attach(session, cfg.fps, cfg.catchup_depth)
         self._state_msg = self._state_key = self._frame_header = None
         self._entities = {
             "guidance": self.create_lifecycle_publisher(Guidance, "guidance", RELIABLE),

@@ -134,6 +134,77 @@ class LatestMailbox(Generic[T]):
         return self._closed
 
 
+class FrameBacklog(Generic[T]):
+    """An ordered, bounded hand-over (drop-oldest) from executor callbacks to one worker thread.
+
+    The worker takes everything waiting at once (``get`` returns a list, oldest first). With
+    depth 1 this is a latest-frame-wins mailbox. With depth N, the frames that arrive while the
+    worker is busy (a long reply, an IPS summary) are kept, in order, and given to
+    ``AssistantSession.push_frames``, which feeds them as context in one forward and lets only
+    the newest speak (docs/engine.md, "catch-up").
+    """
+
+    def __init__(self, depth: int = 1) -> None:
+        if depth < 1:
+            raise ValueError("backlog depth must be >= 1")
+        self._cond = threading.Condition()
+        self._items: deque[T] = deque()
+        self._depth = depth
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return self._depth
+
+    def set_depth(self, depth: int) -> list[T]:
+        """Change the depth; returns the (oldest) items that no longer fit."""
+        if depth < 1:
+            raise ValueError("backlog depth must be >= 1")
+        with self._cond:
+            self._depth = depth
+            return [self._items.popleft() for _ in range(max(0, len(self._items) - depth))]
+
+    def put(self, item: T) -> T | None:
+        """Append ``item``; return the oldest waiting item it pushed out (a drop), if any."""
+        with self._cond:
+            self._items.append(item)
+            dropped = self._items.popleft() if len(self._items) > self._depth else None
+            self._cond.notify()
+            return dropped
+
+    def get(self, timeout: float | None = None) -> list[T] | None:
+        """Take everything waiting (oldest first); None when the timeout passed or it was closed."""
+        with self._cond:
+            self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout)
+            if not self._items:
+                return None
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def clear(self) -> list[T]:
+        """Discard everything waiting (returned so the caller can count it)."""
+        with self._cond:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def close(self) -> None:
+        """Wake every waiter; further ``get`` calls return at once (None when empty)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        """Undo :meth:`close` (a lifecycle node re-activated)."""
+        with self._cond:
+            self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile (``q`` in 0..100) of ``values``; 0.0 for no values."""
     if not values:

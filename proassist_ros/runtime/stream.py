@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from proassist_ros.runtime.health import StatsSnapshot, StreamCounters, snapshot
 from proassist_ros.runtime.sampling import (
     FpsGate,
-    LatestMailbox,
+    FrameBacklog,
     RateMeter,
     StatsWindow,
 )
@@ -67,7 +67,7 @@ class FrameStream(Generic[P]):
         self._lock = threading.Lock()
         self._session: Any = None
         self._gate = FpsGate(fps)
-        self._mailbox: LatestMailbox[Job[P]] = LatestMailbox()
+        self._mailbox: FrameBacklog[Job[P]] = FrameBacklog(1)
         self._worker = MailboxWorker(self._mailbox, self._process, on_error)
         self._utterances: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.counters = StreamCounters()
@@ -76,11 +76,15 @@ class FrameStream(Generic[P]):
         self._context_tokens = 0
 
     # -- session ------------------------------------------------------------------------------
-    def attach(self, session: Any, fps: float) -> None:
-        """Use ``session`` from now on, sampling at ``fps`` on a fresh stamp grid."""
+    def attach(self, session: Any, fps: float, catchup_depth: int = 1) -> None:
+        """Use ``session`` from now on, sampling at ``fps`` on a fresh stamp grid.
+
+        ``catchup_depth``: kept frames that may wait while the worker is busy (1 = latest wins).
+        """
         with self._lock:
             self._session = session
             self._gate = FpsGate(fps)
+            self.counters.add(frames_dropped=len(self._mailbox.set_depth(catchup_depth)))
 
     def detach(self) -> None:
         """Stop the worker and forget the session (the caller frees the model)."""
@@ -115,9 +119,8 @@ class FrameStream(Generic[P]):
         return stopped
 
     def discard_pending(self) -> None:
-        """Drop the frame waiting in the mailbox, if any (counted as dropped)."""
-        if self._mailbox.clear() is not None:
-            self.counters.add(frames_dropped=1)
+        """Drop the frames waiting for the worker, if any (counted as dropped)."""
+        self.counters.add(frames_dropped=len(self._mailbox.clear()))
 
     # -- inputs (executor callbacks) ----------------------------------------------------------
     def offer(self, payload: P, stamp_ns: int) -> bool:
@@ -133,29 +136,35 @@ class FrameStream(Generic[P]):
         """A user utterance; it enters the session right before the next processed frame."""
         self._utterances.put(text)
 
-    def _process(self, job: Job[P]) -> None:
+    def _process(self, jobs: list[Job[P]]) -> None:
+        """Decode the waiting frames and give them to the session as one backlog (oldest first)."""
         start = time.perf_counter()
-        try:
-            rgb = self._decode(job.payload)
-        except self._decode_error as exc:
-            self.counters.add(decode_errors=1)
-            self._on_decode_error(exc)
+        good: list[tuple[Job[P], Any]] = []
+        for job in jobs:
+            try:
+                good.append((job, self._decode(job.payload)))
+            except self._decode_error as exc:
+                self.counters.add(decode_errors=1)
+                self._on_decode_error(exc)
+        if not good:
             return
-        stamp_s = job.stamp_ns / 1e9
+        newest_s = good[-1][0].stamp_ns / 1e9
         with self._lock:
             session = self._session
             if session is None:
                 return
             while not self._utterances.empty():
-                session.push_user_utterance(self._utterances.get(), stamp_s)
-            result = session.push_frame(rgb, stamp_s)
+                session.push_user_utterance(self._utterances.get(), newest_s)
+            results = session.push_frames([(rgb, job.stamp_ns / 1e9) for job, rgb in good])
             self._context_tokens = int(session.context_tokens)
-            self._window.add(stamp_s, time.perf_counter() - start)
-            self.counters.add(frames_processed=1,
-                              summaries_triggered=int(bool(result.context_event)))
+            self._window.add(newest_s, time.perf_counter() - start)
+            self.counters.add(frames_processed=len(good),
+                              summaries_triggered=sum(bool(r.context_event) for r in results))
             # Still under the lock: outputs of a frame and of a service (set_task, reset) are
             # published in the order the session saw them, so a stale TaskState never wins.
-            self._on_output(Output(job, result, session.task_state(), session.session_id))
+            state = session.task_state()
+            for (job, _), result in zip(good, results, strict=True):
+                self._on_output(Output(job, result, state, session.session_id))
 
     # -- stats --------------------------------------------------------------------------------
     def snapshot(self, active: bool, seconds_since_qos_event: float) -> StatsSnapshot:
