@@ -330,6 +330,7 @@ def test_services_and_runtime_parameters(spawn, probe):
 
     # Disabled: frames are received and dropped, nothing is processed.
     assert probe.call(SetBool, "/proassist/enable", SetBool.Request(data=False)).success
+    probe.wait(lambda: probe.states[-1].status == TaskState.STATUS_PAUSED, 10, "TaskState PAUSED")
     before = probe.settle()
     run_camera(spawn, node, "--count", "10", "--start", str(START_S + 10))
     stats = probe.settle()
@@ -337,6 +338,7 @@ def test_services_and_runtime_parameters(spawn, probe):
     assert received >= min_received(10) and stats.frames_processed == before.frames_processed
     assert stats.frames_dropped - before.frames_dropped == received
     assert probe.call(SetBool, "/proassist/enable", SetBool.Request(data=True)).success
+    probe.wait(lambda: probe.states[-1].status == TaskState.STATUS_ACTIVE, 10, "TaskState ACTIVE again")
 
     # Reset: a new session, no task; guidance seq restarts at 0.
     reply = probe.call(Trigger, "/proassist/reset", Trigger.Request())

@@ -11,6 +11,7 @@ the camera. Outputs copy the triggering frame's stamp, which makes replays joina
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import sys
 import time
@@ -232,6 +233,8 @@ class AssistantNode(LifecycleNode):
 
     # ---- outputs -----------------------------------------------------------------------------
     def _publish_state(self, state: Any, force: bool = False) -> None:
+        if not self.stream.enabled and state.status == TaskState.STATUS_ACTIVE:
+            state = dataclasses.replace(state, status=TaskState.STATUS_PAUSED)  # /enable false
         key = conv.task_state_key(state)
         if key == self._state_key and not force:
             return
@@ -291,6 +294,10 @@ class AssistantNode(LifecycleNode):
         self.stream.enabled = bool(req.data)
         if not req.data:
             self.stream.discard_pending()
+        try:  # TaskState says PAUSED while disabled
+            self.stream.with_session(lambda session: self._publish_state(session.task_state()))
+        except RuntimeError:
+            pass  # not configured: nothing to publish
         resp.success, resp.message = True, "enabled" if req.data else "disabled"
         return resp
 
