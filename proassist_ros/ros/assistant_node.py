@@ -23,7 +23,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState
 from rclpy.lifecycle import TransitionCallbackReturn as Ret
 from rclpy.parameter import Parameter
@@ -39,6 +39,7 @@ from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
 from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.images import ImageDecodeError, image_to_rgb
+from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
 from proassist_ros.runtime.stream import FrameStream, Output
 from proassist_ros.srv import SetTask
@@ -324,27 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     """``proassist_node [--ros-args ...]``: run the assistant until SIGINT/SIGTERM."""
     profile = apply_default_profile()  # before the first participant; a user's own one wins
     rclpy.init(args=argv if argv is not None else sys.argv)
-    try:
+
+    def make() -> list[AssistantNode]:
         node = AssistantNode()
-    except Exception as exc:  # noqa: BLE001 - e.g. a parameter override outside its range
-        print(f"proassist_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
-    executor = MultiThreadedExecutor(num_threads=4)
-    executor.add_node(node)
-    try:
-        node.autostart()
-        while executor.context.ok():  # bounded waits: a signal always ends the loop
-            executor.spin_once(timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.stop_stream()
-        executor.shutdown()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
+        return [node]
+
+    return run_nodes("proassist_node", make, MultiThreadedExecutor(num_threads=4))
 
 
 if __name__ == "__main__":

@@ -57,35 +57,18 @@ def bringup_main(argv: list[str]) -> int:
 
     profile = apply_default_profile()  # before the first participant; a user's own one wins
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import MultiThreadedExecutor
+
+    from proassist_ros.ros.spin import run_nodes
 
     rclpy.init(args=["proassist", *ros_args])
-    nodes: list[Any] = []
-    executor = MultiThreadedExecutor(num_threads=4)
-    try:
+
+    def make() -> list[Any]:
         nodes = create_nodes(values)
         nodes[0].get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
-        for node in nodes:
-            executor.add_node(node)
-        for node in nodes:
-            if hasattr(node, "autostart"):
-                node.autostart()
-        while executor.context.ok():  # bounded waits: a signal always ends the loop
-            executor.spin_once(timeout_sec=0.25)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except Exception as exc:  # noqa: BLE001 - e.g. a parameter outside its range: say which
-        print(f"proassist bringup: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        for node in nodes:
-            if hasattr(node, "stop_stream"):
-                node.stop_stream()
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+        return nodes
+
+    return run_nodes("proassist bringup", make, MultiThreadedExecutor(num_threads=4))
 
 
 def main() -> int:

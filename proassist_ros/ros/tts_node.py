@@ -20,14 +20,14 @@ from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
 from proassist_ros.msg import Guidance
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.spin import run_nodes
 from proassist_ros.tts import SpeechItem, SpeechWorker, TtsBackend, make_backend
 
 GUIDANCE_TOPIC = "guidance"  # relative: /proassist/guidance in the default namespace
@@ -129,38 +129,11 @@ class TtsNode(Node):
         super().destroy_node()
 
 
-def spin_until_shutdown(executor: Executor, poll_s: float = 0.25) -> None:
-    """Spin until the context is shut down (rclpy's SIGINT/SIGTERM handlers do that).
-
-    Not ``rclpy.spin``: rclpy's handler shuts the context down from its own thread but does not
-    always wake an executor waiting without a timeout (measured here: 4 of 20 SIGTERMs left
-    ``rclpy.spin`` blocked forever; 0 of 25 with this loop), so the wait is bounded.
-    """
-    while executor.context.ok():
-        executor.spin_once(timeout_sec=poll_s)
-
-
 def main(args: list[str] | None = None) -> int:
     """``proassist_tts_node [--ros-args ...]``: spin until SIGINT/SIGTERM, then exit cleanly."""
     apply_default_profile()
     rclpy.init(args=args)
-    node: TtsNode | None = None
-    executor = SingleThreadedExecutor()
-    try:
-        node = TtsNode()
-        executor.add_node(node)
-        spin_until_shutdown(executor)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except (ParameterException, ValueError) as exc:
-        print(f"proassist_tts_node: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        executor.shutdown()
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_nodes("proassist_tts_node", lambda: [TtsNode()], SingleThreadedExecutor())
 
 
 if __name__ == "__main__":
