@@ -36,8 +36,8 @@ def _frames(n: int, fps: float, size=(240, 320)) -> list[tuple[np.ndarray, float
     return [(render((k + 1) / fps, size), (k + 1) / fps) for k in range(n)]
 
 
-def bench_latency(model, n: int, theta: float) -> dict:
-    s = AssistantSession(model, EngineConfig(theta=theta, step_matcher="none"))
+def bench_latency(model, n: int, theta: float, reply_max_tokens: int) -> dict:
+    s = AssistantSession(model, EngineConfig(theta=theta, step_matcher="none", reply_max_tokens=reply_max_tokens))
     s.set_task(GOAL, RECIPE)
     rows = []
     for img, stamp in _frames(n, 2.0):
@@ -60,7 +60,7 @@ def simulate(model, cfg: EngineConfig, frames, fps: float, depth: int) -> dict:
     s = AssistantSession(model, cfg)
     s.set_task(GOAL, RECIPE)
     arrivals = [stamp for _, stamp in frames]
-    now, i, lost, delays, events, busiest = 0.0, 0, 0, [], 0, 0.0
+    now, i, lost, delays, newest, events, busiest = 0.0, 0, 0, [], [], 0, 0.0
     while i < len(frames):
         avail = [j for j in range(i, len(frames)) if arrivals[j] <= now]
         if not avail:
@@ -75,15 +75,19 @@ def simulate(model, cfg: EngineConfig, frames, fps: float, depth: int) -> dict:
         now += dt
         events += sum(bool(r.context_event) for r in results)
         delays += [now - arrivals[j] for j in take]
+        newest.append(now - arrivals[take[-1]])  # the frame that may speak: how stale is "now"?
         i = take[-1] + 1
     return dict(depth=depth, frames=len(frames), seen=len(frames) - lost, lost=lost,
                 context_events=events, delay_mean_s=float(np.mean(delays)),
-                delay_max_s=float(np.max(delays)), longest_step_s=busiest)
+                delay_max_s=float(np.max(delays)), speaking_frame_delay_mean_s=float(np.mean(newest)),
+                longest_step_s=busiest)
 
 
 def bench_memory(model, n: int, limit: int) -> dict:
+    # short replies/summaries: this run is about memory vs. stream length, not about speed
     cfg = EngineConfig(theta=0.3, context_limit=limit, reserve=min(64, limit // 4), context_strategy="ips",
-                       step_matcher="none", summary_max_tokens=64, drop_middle_keep_last=limit // 4)
+                       step_matcher="none", reply_max_tokens=8, summary_max_tokens=64,
+                       drop_middle_keep_last=limit // 4)
     s = AssistantSession(model, cfg)
     s.set_task(GOAL, RECIPE)
     rss, ctx = [], []
@@ -134,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory-frames", type=int, default=300)
     p.add_argument("--limit", type=int, default=512, help="context limit for catch-up and memory runs")
     p.add_argument("--theta", type=float, default=0.3)
+    p.add_argument("--reply-max-tokens", type=int, default=100)
     args = p.parse_args(argv)
     from proassist_ros.model import load
 
@@ -142,10 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[bench] loading model {args.model!r}", flush=True)
     model = load(args.model)
     print(f"[bench] 1/3 latency over {args.frames} frames", flush=True)
-    lat = bench_latency(model, args.frames, args.theta)
+    lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens)
     print(f"[bench] 2/3 catch-up under IPS (L={args.limit})", flush=True)
     cfg = EngineConfig(theta=args.theta, context_limit=args.limit, reserve=min(64, args.limit // 4),
-                       step_matcher="none", drop_middle_keep_last=args.limit // 4)
+                       step_matcher="none", drop_middle_keep_last=args.limit // 4,
+                       reply_max_tokens=args.reply_max_tokens)
     frames = _frames(max(args.frames, 80), 2.0)
     cat = [simulate(model, cfg, frames, 2.0, d) for d in (1, 8)]
     print(f"[bench] 3/3 memory over {args.memory_frames} frames", flush=True)
