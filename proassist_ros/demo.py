@@ -122,7 +122,10 @@ def _drive(out: Path, bag: Path, proc: subprocess.Popen) -> int:
                 _say(f"bringup did not become active (exit code {proc.poll()}); see {out / 'bringup.log'}")
                 return 1
             if get_state.wait_for_service(timeout_sec=1.0):
-                label = get_state.call(GetState.Request(), timeout_sec=5.0).current_state.label
+                try:  # the node answers lifecycle queries only between transitions
+                    label = get_state.call(GetState.Request(), timeout_sec=5.0).current_state.label
+                except TimeoutError:
+                    label = "configuring"
             if label != "active":
                 _say(f"waiting for the assistant (state: {label or 'starting'}; the first run converts the model)")
                 time.sleep(2.0)
@@ -171,7 +174,8 @@ def _report(out: Path, guidance, state) -> int:
     print("\n=== transcript (stream time, spoken by the TTS node) ===")
     print(f"  {QUESTION[0]:6.1f}s  USER: {QUESTION[1]}")
     for r in rows:
-        print(f"  {r['t']:6.1f}s  ASSISTANT [{r['seq']}] (p_talk {r['talk_probability']:.2f}): {r['text'][:100]}")
+        text = " ".join(r["text"].split())[:100]
+        print(f"  {r['t']:6.1f}s  ASSISTANT [{r['seq']}] (p_talk {r['talk_probability']:.2f}): {text}")
     if stats is not None:
         print(f"\nframes received {stats.frames_received}, processed {stats.frames_processed}, "
               f"dropped {stats.frames_dropped}, decode errors {stats.decode_errors}; inference p50 "
