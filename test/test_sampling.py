@@ -10,7 +10,7 @@ import pytest
 from proassist_ros.runtime.sampling import (
     NS_PER_S,
     FpsGate,
-    LatestMailbox,
+    FrameBacklog,
     RateMeter,
     StatsWindow,
     percentile,
@@ -85,25 +85,38 @@ def test_gate_rejects_bad_fps(fps):
         FpsGate(fps)
 
 
-def test_mailbox_latest_wins_and_reports_replaced():
-    box: LatestMailbox[int] = LatestMailbox()
+def test_backlog_depth_one_is_latest_wins_and_reports_replaced():
+    box: FrameBacklog[int] = FrameBacklog(1)
     assert box.put(1) is None
     assert box.put(2) == 1
-    assert box.get(timeout=0) == 2
+    assert box.get(timeout=0) == [2]
     assert box.get(timeout=0) is None
     box.put(3)
-    assert box.clear() == 3
+    assert box.clear() == [3]
     assert box.get(timeout=0) is None
 
 
-def test_mailbox_wakes_worker_and_close_unblocks():
-    box: LatestMailbox[str] = LatestMailbox()
-    got: list[str | None] = []
+def test_backlog_keeps_order_drops_oldest_and_shrinks():
+    box: FrameBacklog[int] = FrameBacklog(3)
+    dropped = [box.put(i) for i in range(5)]
+    assert dropped == [None, None, None, 0, 1]
+    assert box.get(timeout=0) == [2, 3, 4]
+    for i in range(3):
+        box.put(i)
+    assert box.set_depth(1) == [0, 1] and box.depth == 1
+    assert box.get(timeout=0) == [2]
+    with pytest.raises(ValueError):
+        FrameBacklog(0)
+
+
+def test_backlog_wakes_worker_and_close_unblocks():
+    box: FrameBacklog[str] = FrameBacklog(1)
+    got: list[list[str] | None] = []
     worker = threading.Thread(target=lambda: got.append(box.get(timeout=10)))
     worker.start()
     box.put("frame")
     worker.join(timeout=5)
-    assert got == ["frame"]
+    assert got == [["frame"]]
 
     waiter = threading.Thread(target=lambda: got.append(box.get(timeout=30)))
     waiter.start()
@@ -113,13 +126,13 @@ def test_mailbox_wakes_worker_and_close_unblocks():
     assert box.closed
     box.reopen()
     box.put("again")
-    assert box.get(timeout=0) == "again"
+    assert box.get(timeout=0) == ["again"]
 
 
-def test_mailbox_slow_consumer_sees_only_newest():
-    box: LatestMailbox[int] = LatestMailbox()
+def test_backlog_slow_consumer_sees_only_newest_at_depth_one():
+    box: FrameBacklog[int] = FrameBacklog(1)
     replaced = sum(box.put(i) is not None for i in range(100))
-    assert replaced == 99 and box.get(timeout=0) == 99
+    assert replaced == 99 and box.get(timeout=0) == [99]
 
 
 def test_percentile_nearest_rank():

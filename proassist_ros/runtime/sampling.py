@@ -1,13 +1,15 @@
-"""Frame sampling, a latest-frame-wins mailbox and the stats windows of the assistant node.
+"""Frame sampling, the frame backlog and the stats windows of the assistant node.
 
 ROS-free on purpose: the node's determinism under bag replay and sim time rests on these, so
 they are tested directly (test/test_sampling.py) without DDS.
 
 - :class:`FpsGate` keeps frames by their *header stamp*, never by arrival time, so which frames
   are processed depends only on the stamps (same bag, same frames, at any replay rate).
-- :class:`LatestMailbox` hands the newest kept frame to one worker thread; a frame that waits
-  while a newer one arrives is replaced (counted as a drop), so the worker never falls behind
-  the camera (opendr#275: queues of depth 10 made outputs lag ever more).
+- :class:`FrameBacklog` hands the kept frames to one worker thread, bounded and drop-oldest.
+  The worker always takes everything waiting, and the engine feeds a backlog as context in one
+  forward with only the newest frame allowed to speak, so the worker never falls behind the
+  camera (opendr#275: plain queues of depth 10 made outputs lag ever more). Depth 1 is a
+  latest-frame-wins mailbox.
 - :class:`StatsWindow` and :class:`RateMeter` compute the figures published in AssistantStats.
 """
 
@@ -82,56 +84,6 @@ class FpsGate:
     def _keep(self, stamp_ns: int, next_due_ns: int) -> None:
         self._last_kept_ns = stamp_ns
         self._next_due_ns = next_due_ns
-
-
-class LatestMailbox(Generic[T]):
-    """A depth-1, latest-wins hand-over from executor callbacks to one worker thread."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: T | None = None
-        self._has_item = False
-        self._closed = False
-
-    def put(self, item: T) -> T | None:
-        """Store ``item``; return the unprocessed item it replaced (a drop), if any."""
-        with self._cond:
-            replaced = self._item if self._has_item else None
-            self._item, self._has_item = item, True
-            self._cond.notify()
-            return replaced
-
-    def get(self, timeout: float | None = None) -> T | None:
-        """Take the waiting item; None when the timeout passed or the mailbox was closed."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._has_item or self._closed, timeout)
-            if not self._has_item:
-                return None
-            item, self._item, self._has_item = self._item, None, False
-            return item
-
-    def clear(self) -> T | None:
-        """Discard the waiting item (returned so the caller can count it)."""
-        with self._cond:
-            item = self._item if self._has_item else None
-            self._item, self._has_item = None, False
-            return item
-
-    def close(self) -> None:
-        """Wake every waiter; further ``get`` calls return at once (None when empty)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def reopen(self) -> None:
-        """Undo :meth:`close` (a lifecycle node re-activated)."""
-        with self._cond:
-            self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """True after :meth:`close` until :meth:`reopen`."""
-        return self._closed
 
 
 class FrameBacklog(Generic[T]):
@@ -219,7 +171,7 @@ class StatsWindow:
 
     ``real_time_factor`` = processing time / stream time covered by the processed frames of the
     window (the last ``window_s`` seconds of *stream* time). Below 1 the worker keeps up with the
-    sampled stream; above 1 it falls behind and the mailbox starts replacing frames.
+    sampled stream; above 1 it falls behind and frames wait in (or drop out of) the backlog.
     """
 
     def __init__(self, window_s: float = 10.0, max_samples: int = 200) -> None:

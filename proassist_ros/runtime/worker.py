@@ -1,8 +1,8 @@
-"""One inference thread fed by a :class:`FrameBacklog` or :class:`LatestMailbox` (ROS-free).
+"""One inference thread fed by a :class:`FrameBacklog` (ROS-free).
 
 Inference never runs in executor callbacks (rclpy executors starve timers, services and
 ``/clock`` behind a long callback: rclpy#792, t-top PR#112). Callbacks only drop the newest kept
-frame into the mailbox; this thread takes it, processes it, and goes back for the next one.
+frame into the backlog; this thread takes what waits, processes it, and goes back for more.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
-from proassist_ros.runtime.sampling import FrameBacklog, LatestMailbox
+from proassist_ros.runtime.sampling import FrameBacklog
 
 T = TypeVar("T")
 
@@ -19,7 +19,7 @@ T = TypeVar("T")
 class MailboxWorker(Generic[T]):
     """Run ``handle(item)`` for each item taken from ``mailbox`` on one daemon thread."""
 
-    def __init__(self, mailbox: LatestMailbox[T] | FrameBacklog, handle: Callable[[T], None],
+    def __init__(self, mailbox: FrameBacklog, handle: Callable[[T], None],
                  on_error: Callable[[BaseException], None], name: str = "proassist-worker") -> None:
         self._mailbox = mailbox
         self._handle = handle
