@@ -62,7 +62,11 @@ def _make_bag(out: Path, seconds: float) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    netns.reexec_isolated(netns.python_argv())
+    try:
+        netns.reexec_isolated(netns.python_argv())
+    except RuntimeError as exc:
+        print(f"proassist demo: {exc}", file=sys.stderr)
+        return 1
     from proassist_ros.ros.dds_profile import apply_default_profile
 
     apply_default_profile()
