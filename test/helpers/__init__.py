@@ -16,6 +16,19 @@ from pathlib import Path
 from typing import Any
 
 
+def _poll(cond: Callable[[], Any], timeout: float, what: str, step: Callable[[], None],
+          on_timeout: Callable[[], str] | None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{on_timeout()}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}{extra}")
+        step()
+
+
 def wait_until(cond: Callable[[], Any], timeout: float, what: str = "condition",
                poll_s: float = 0.02, on_timeout: Callable[[], str] | None = None) -> Any:
     """Poll ``cond`` until it returns something truthy (returned); AssertionError at the deadline.
@@ -23,29 +36,13 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str = "condition",
     For state outside our process (files, another process's output). ``on_timeout`` adds
     context (e.g. a process's log) to the failure message.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}{extra}")
-        time.sleep(poll_s)
+    return _poll(cond, timeout, what, lambda: time.sleep(poll_s), on_timeout)
 
 
 def spin_until(executor: Any, cond: Callable[[], Any], timeout: float,
                what: str = "condition", on_timeout: Callable[[], str] | None = None) -> Any:
     """Spin an rclpy executor until ``cond()`` is truthy; the spin itself is the wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:.1f} s waiting for {what}{extra}")
-        executor.spin_once(timeout_sec=0.05)
+    return _poll(cond, timeout, what, lambda: executor.spin_once(timeout_sec=0.05), on_timeout)
 
 
 class OutputDrain:
