@@ -14,7 +14,7 @@ RECIPE = "1. Boil the water\n2. Put a tea bag in the cup\n3. Pour the water into
 GOAL = "I want to make a cup of tea"
 
 
-def _varied_silence_model(chat_format: str):
+def _varied_silence_model(chat_format: str, scale: float = 3.0):
     """Tiny random model whose P(silence) varies from frame to frame.
 
     With random weights P(silence) is ~1/vocab everywhere; a scaled random lm_head row for the
@@ -24,7 +24,7 @@ def _varied_silence_model(chat_format: str):
     with torch.no_grad():
         g = torch.Generator().manual_seed(1)
         row = m.llm.lm_head.weight[m.chat.silence_id]
-        row.copy_(torch.randn(row.shape, generator=g) * 3.0)
+        row.copy_(torch.randn(row.shape, generator=g) * scale)
     return m
 
 
@@ -275,3 +275,52 @@ def test_task_tracker_matches_steps_with_minilm():
     assert t.state.current_step_index == 2
     t.on_summary("The user boiled water and poured it.", 12.5)
     assert t.state.progress_summary.startswith("The user") and t.state.summary_stamp_s == 12.5
+
+
+USER_TURNS = {37: "What should I do next?", 101: "Did I already add the tea bag?", 203: "How long does it take?"}
+
+
+def _drive(model, strategy: str, backlog: int, n: int = 300):
+    """Feed n frames (one at a time, or in backlogs) with a task and user turns; θ so small that
+    nothing speaks. User turn k is stamped just before frame k, so both ways put it in frame k."""
+    s = AssistantSession(model, cfg(theta=1e-12, context_limit=144, reserve=16,
+                                    drop_middle_keep_last=48, context_strategy=strategy))
+    s.set_task(GOAL, RECIPE)
+    imgs, out = frames(n, seed=3), []
+    for start in range(0, n, backlog):
+        chunk = list(range(start, min(start + backlog, n)))
+        for k in chunk:
+            if k in USER_TURNS and backlog > 1:
+                s.push_user_utterance(USER_TURNS[k], 0.5 * k - 0.1)
+        if backlog == 1:
+            k = chunk[0]
+            if k in USER_TURNS:
+                s.push_user_utterance(USER_TURNS[k], 0.5 * k - 0.1)
+        out += s.push_frames([(imgs[k], 0.5 * k) for k in chunk])
+    return s, out
+
+
+@pytest.fixture(scope="module")
+def mild_model():
+    """P(silence) varies over orders of magnitude but stays far above θ = 1e-12 (nothing speaks)."""
+    return _varied_silence_model("chatml", scale=1.0)
+
+
+@pytest.mark.parametrize("strategy", ["ips", "drop_middle", "drop_all"])
+def test_backlog_is_one_at_a_time_feeding_silent(mild_model, strategy):
+    """Catch-up invariant (docs/engine.md): a backlog of 8 gives the same per-frame P(silence),
+    the same context events at the same frames and the same summaries as feeding one frame at a
+    time — also when the context limit is reached inside a backlog (IPS / drop_all prefixes must
+    precede the very next frame, a user turn in an older frame must set Drop-Middle's initial part)."""
+    one, r1 = _drive(mild_model, strategy, 1)
+    many, r8 = _drive(mild_model, strategy, 8)
+    assert not any(r.spoke for r in r1 + r8)
+    events1 = [(i, r.context_event, r.summary) for i, r in enumerate(r1) if r.context_event]
+    events8 = [(i, r.context_event, r.summary) for i, r in enumerate(r8) if r.context_event]
+    assert len(events1) >= 3, "the test must reach the context limit several times"
+    assert any(i % 8 != 7 for i, _, _ in events8), "an event must happen inside a backlog"
+    assert events8 == events1
+    p1, p8 = np.array([r.p_silence for r in r1]), np.array([r.p_silence for r in r8])
+    assert np.allclose(p8, p1, rtol=1e-3, atol=1e-6), float(np.max(np.abs(p8 - p1) / p1))
+    assert many.context_tokens == one.context_tokens
+    assert many.last_input_ids == one.last_input_ids

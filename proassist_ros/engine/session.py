@@ -12,11 +12,11 @@ inference.
 
 Catch-up (beyond the paper, so a 512-token IPS summary or a long reply does not freeze the
 stream): frames that arrived while the session was busy are given together to ``push_frames``.
-All but the newest are fed in ONE forward, silently — they enter the context, and each one's
-P(silence) is still read at its own last visual token (``blocked_by="catch_up"`` when it would
-have spoken) — and only the newest frame may speak. Speaking about a moment that is already
-seconds old helps nobody, and a backlog then costs about one forward instead of one step (and
-possibly one reply) per frame.
+All but the newest are fed silently, in as few forwards as the context trigger allows — they
+enter the context, and each one's P(silence) is still read at its own last visual token
+(``blocked_by="catch_up"`` when it would have spoken) — and only the newest frame may speak.
+Speaking about a moment that is already seconds old helps nobody. Invariant: a backlog is
+one-at-a-time feeding, silent (docs/engine.md).
 """
 
 from __future__ import annotations
@@ -145,26 +145,41 @@ class AssistantSession:
         return self.push_frames([(rgb, stamp_s)])[0]
 
     def push_frames(self, frames: Sequence[tuple[np.ndarray, float]]) -> list[FrameResult]:
-        """Process a backlog in order: older frames silently in one forward, the newest normally."""
+        """Process a backlog in order: older frames silently, the newest normally.
+
+        Invariant (docs/engine.md, "catch-up"): a backlog is one-at-a-time feeding, silent. Each
+        older frame's token ids are built only after everything before it has been fed and any
+        context event it caused has run, so an IPS / drop_all prefix lands in front of the very
+        next frame (spec §3.1 steps 5–6) and a user turn in any frame sets Drop-Middle's initial
+        part (§3.3). Older frames are fed together in one forward per run up to the frame that
+        reaches the context trigger.
+        """
         if not frames:
             return []
         with self._lock, torch.inference_mode():
             t0 = time.perf_counter()
             feats = self.model.embed_frames([np.asarray(f) for f, _ in frames])  # (N, I, D)
             vision_s = (time.perf_counter() - t0) / len(frames)
-            todo = [self._build(feats[i], float(s), i == len(frames) - 1)
-                    for i, (_, s) in enumerate(frames)]
+            stamps = [float(s) for _, s in frames]
             results: list[FrameResult] = []
-            older, newest = todo[:-1], todo[-1]
-            while older:
-                batch = self._fit(older)
+            i, last = 0, len(frames) - 1
+            while i < last:
+                batch: list[_Frame] = []
+                used = 0
+                # A run ends at the frame whose tokens reach the trigger: the frames after it
+                # must see the prefix the context event leaves.
+                while i < last and (not batch or self._state.num_tokens + used < self._cfg.trigger_tokens):
+                    batch.append(self._build(feats[i], stamps[i], last=False))
+                    used += len(batch[-1].ids)
+                    i += 1
                 out = self._feed_silent(batch)
-                self._after(batch[-1], out[-1])
+                self._manage_context(batch[-1], out[-1])
                 results += out
-                older = older[len(batch):]
             t1 = time.perf_counter()
+            newest = self._build(feats[last], stamps[last], last=True)
             r = self._step(newest)
-            self._after(newest, r)
+            self._bookkeep(newest, self._state.num_tokens)
+            self._manage_context(newest, r)
             r.timings.update(llm_s=time.perf_counter() - t1)
             results.append(r)
             for r in results:
@@ -209,23 +224,16 @@ class AssistantSession:
         self._recipe_waiting = ""
         return self.model.chat.message_ids("system", self._knowledge)
 
-    def _fit(self, todo: list[_Frame]) -> list[_Frame]:
-        """The longest prefix of ``todo`` that stays under the context trigger (at least one)."""
-        room = self._cfg.trigger_tokens - self._state.num_tokens
-        n, used = 0, 0
-        while n < len(todo) and (n == 0 or used + len(todo[n].ids) < room):
-            used += len(todo[n].ids)
-            n += 1
-        return todo[:n]
-
     def _feed_silent(self, batch: list[_Frame]) -> list[FrameResult]:
         """One forward over older backlog frames; each frame's decision read at its last token."""
         ids = [t for f in batch for t in f.ids]
         t0 = time.perf_counter()
+        start = self._state.num_tokens
         logits = forward_chunk(self.model, self._state, ids, torch.cat([f.feats for f in batch]))
         results, offset = [], 0
         for f in batch:
             offset += len(f.ids)
+            self._bookkeep(f, start + offset)
             r = self._silent(f, float(torch.softmax(logits[offset - 1], -1)[self.model.chat.silence_id]))
             r.blocked_by = "catch_up" if self._wants_to_speak(r.p_silence, logits[offset - 1]) else ""
             r.timings["llm_s"] = (time.perf_counter() - t0) / len(batch)
@@ -276,11 +284,16 @@ class AssistantSession:
                 layer.values = layer.values[..., :length, :]
             self._state.num_tokens = length
 
-    def _after(self, f: _Frame, r: FrameResult) -> None:
-        """Bookkeeping after a step: task clock, Drop-Middle's initial part, context management."""
+    def _bookkeep(self, f: _Frame, tokens_after: int) -> None:
+        """Per-frame bookkeeping: the task clock, and Drop-Middle's initial part (spec §3.3: the
+        cache right after the first frame step whose input held a user message)."""
         self._tracker.on_frame(f.stamp)
         if f.has_user and self._init_len is None:
-            self._init_len = self._state.num_tokens
+            self._init_len = tokens_after
+
+    def _manage_context(self, f: _Frame, r: FrameResult) -> None:
+        """After a frame (and its reply): IPS / drop-middle / drop-all once the KV cache reaches
+        L − reserve (spec §2.5); the prefix they leave goes in front of the next frame."""
         if self._state.num_tokens < self._cfg.trigger_tokens:
             return
         t0 = time.perf_counter()
