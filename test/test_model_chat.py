@@ -114,7 +114,9 @@ def test_clean_reply(model):
         "Grab the blue part."
     )
     assert chat.clean_reply(body + chat.image_ids(1)) == "Grab the blue part."  # no header (P21)
-    assert chat.clean_reply(chat.assistant_header_ids() + chat.encode_text(" . ")) == ""
+    # the original's cleanup_text: a lone "." is silence, but a header followed by "." is speech
+    assert chat.clean_reply(chat.encode_text(" . ")) == ""
+    assert chat.clean_reply(chat.assistant_header_ids() + chat.encode_text(" . ")) == "."
     assert chat.clean_reply([chat.silence_id]) == ""
 
 

@@ -285,3 +285,26 @@ def test_embedded_loads_from_its_cache(tmp_path, monkeypatch, caplog):
     assert torch.equal(again.vision.head.probe, model.vision.head.probe)
     feats = model.embed_frames(random_frames(1, 240, 320))
     assert feats.shape == (1, 5, 64)
+
+
+def test_auto_dtype_runs_released_checkpoints_in_fp16_on_cuda(released):
+    """dtype="auto": a released ProAssist checkpoint runs in float16 on CUDA, as the release was
+    evaluated (spec P11); on the CPU everything stays fp32. The fp16 path itself is exercised on
+    the CPU (same loader code as on a GPU): its logits stay close to fp32."""
+    from proassist_ros.model.loader import auto_dtype, spec_kind
+
+    ckpt = released["ckpt"]
+    assert spec_kind(ckpt) == "released" and spec_kind("tiny") == "tiny"
+    assert auto_dtype("released", "cuda") == torch.float16
+    assert auto_dtype("released", "cuda:1") == torch.float16
+    assert auto_dtype("checkpoint", "cuda") in (torch.bfloat16, torch.float16)
+    assert auto_dtype("released", "cpu") is None and auto_dtype("embedded", "cpu") is None
+    kw = dict(llm_path=released["llm"], vision_path=released["vision"])
+    fp32 = load(ckpt, dtype="auto", device="cpu", **kw)
+    assert {p.dtype for p in fp32.parameters()} == {torch.float32}
+    fp16 = load(ckpt, dtype=torch.float16, **kw)
+    assert {p.dtype for p in fp16.parameters()} == {torch.float16}
+    frames = random_frames(1, 40, 40)
+    got = logits_of(fp16, sample_ids(fp16, 1), frames)
+    want = logits_of(fp32, sample_ids(fp32, 1), frames)
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=5e-2, rtol=0)

@@ -87,8 +87,12 @@ class ChatFormat(ABC):
         text = text.split(self.tokenizer.convert_ids_to_tokens(self.silence_id), 1)[0]
         for junk in (IMG_TOKEN, *self._bos_strings()):
             text = text.replace(junk, "")
-        text = self._strip_header(text).strip()
-        return "" if text == "." else text
+        # Parity with the original's cleanup_text: the lone "." test runs on the text BEFORE the
+        # assistant header is split off, so "." alone is silence but a header followed by "." is
+        # speech (text "."). docs/model.md, "Reply cleanup".
+        if text.strip() == ".":
+            return ""
+        return self._strip_header(text).strip()
 
     def _bos_strings(self) -> list[str]:
         return [self.tokenizer.convert_ids_to_tokens(i) for i in self.bos_ids()]

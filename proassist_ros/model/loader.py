@@ -27,12 +27,47 @@ DTYPES = {
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | None:
+    """A dtype name (or torch.dtype, or None = as loaded) as a torch.dtype; "auto" is resolved by
+    ``auto_dtype`` because it depends on the model and the device."""
     if dtype is None or isinstance(dtype, torch.dtype):
         return dtype
     try:
         return DTYPES[str(dtype).lower()]
     except KeyError:
         raise ValueError(f"unknown dtype {dtype!r} (one of {sorted(DTYPES)})") from None
+
+
+def auto_dtype(kind: str, device: str | torch.device) -> torch.dtype | None:
+    """``dtype="auto"``: what each kind of model runs in on ``device``.
+
+    - CPU: as loaded (fp32; half precision is slow and lossy on CPUs).
+    - CUDA, a released ProAssist checkpoint: float16, as the release was evaluated (spec P11:
+      trained in bf16, evaluated with fp16 weights and an fp16 LoRA merge).
+    - CUDA, anything else (own checkpoints, embedded, tiny): bfloat16 where the GPU supports it,
+      else float16.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    if kind == "released":
+        return torch.float16
+    supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if supported else torch.float16
+
+
+def spec_kind(spec: str | Path) -> str:
+    """"tiny" | "embedded" | "checkpoint" | "released" | "missing" for a model spec."""
+    spec_s = str(spec)
+    if spec_s in ("tiny", "embedded"):
+        return spec_s
+    path = Path(spec_s).expanduser()
+    if not path.is_dir():
+        return "missing"
+    if (path / CONFIG_NAME).is_file():
+        return "checkpoint"
+    if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+        return "released"
+    return "missing"
 
 
 @torch.no_grad()
@@ -54,9 +89,15 @@ def load(
     dtype: str | torch.dtype | None = None,
     **overrides: Any,
 ) -> ProAssistModel:
-    """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md)."""
+    """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md).
+
+    ``dtype``: None (as loaded), "auto" (see ``auto_dtype``), a name or a torch.dtype.
+    """
     spec_s = str(spec)
-    torch_dtype = resolve_dtype(dtype)
+    if isinstance(dtype, str) and dtype.lower() == "auto":
+        torch_dtype = auto_dtype(spec_kind(spec_s), device)
+    else:
+        torch_dtype = resolve_dtype(dtype)
     if spec_s == "tiny":
         from proassist_ros.model.tiny import load_tiny
 

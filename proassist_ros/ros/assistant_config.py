@@ -230,7 +230,7 @@ def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str 
     from proassist_ros.model import load
 
     model = load(cfg.model, device=resolve_device(cfg.device),
-                 dtype=None if cfg.dtype == "auto" else cfg.dtype)
+                 dtype=cfg.dtype)
     warm = AssistantSession(model, engine_cfg.replace(theta=1.0, reply_max_tokens=4))
     warm.set_task("warm up", steps=("look", "act"))
     warm.push_frame(np.zeros((64, 64, 3), np.uint8), 0.0)
