@@ -160,9 +160,23 @@ class AssistantSession:
             t0 = time.perf_counter()
             feats = self.model.embed_frames([np.asarray(f) for f, _ in frames])  # (N, I, D)
             vision_s = (time.perf_counter() - t0) / len(frames)
-            stamps = [float(s) for _, s in frames]
+            results = self.push_embedded(feats, [s for _, s in frames])
+            for r in results:
+                r.timings["vision_s"] = vision_s
+            return results
+
+    def push_embedded(self, feats: torch.Tensor, stamps: Sequence[float]) -> list[FrameResult]:
+        """``push_frames`` for frames whose features were already computed with
+        ``model.embed_frames`` — (N, I, D_llm). Offline evaluation embeds frames in large
+        batches (frames do not depend on the LLM) and feeds them one at a time through here."""
+        if len(feats) != len(stamps):
+            raise ValueError(f"{len(feats)} feature rows for {len(stamps)} stamps")
+        if not len(stamps):
+            return []
+        with self._lock, torch.inference_mode():
+            stamps = [float(s) for s in stamps]
             results: list[FrameResult] = []
-            i, last = 0, len(frames) - 1
+            i, last = 0, len(stamps) - 1
             while i < last:
                 batch: list[_Frame] = []
                 used = 0
@@ -182,8 +196,6 @@ class AssistantSession:
             self._manage_context(newest, r)
             r.timings.update(llm_s=time.perf_counter() - t1)
             results.append(r)
-            for r in results:
-                r.timings["vision_s"] = vision_s
             return results
 
     def _build(self, feats: torch.Tensor, stamp: float, last: bool) -> _Frame:
