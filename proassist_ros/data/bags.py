@@ -1,28 +1,54 @@
 """ROS 2 bags without a ROS install: write the sample stream, read camera + utterance topics.
 
-Uses ``rosbags`` (MCAP storage, Kilted typestore). Replays publish the raw CDR bytes, so what a
-node receives is byte-for-byte what the bag holds.
+Uses ``rosbags`` (MCAP storage, Kilted typestore plus this package's own msg/ types, registered
+from the .msg text so bags carry real schemas and rosidl's type hashes). Replays publish the raw
+CDR bytes, so what a node receives is byte-for-byte what the bag holds. The dataset format built
+on these helpers is in ``data/dataset.py`` (docs/dataset.md).
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
 IMAGE_TOPIC = "/camera/image_raw"
 UTTERANCE_TOPIC = "/proassist/user_utterance"
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 STRING_TYPE = "std_msgs/msg/String"
+BAG_SUFFIXES = (".mcap", ".db3")  # a bare storage file (rosbags reads it without metadata.yaml)
 _NS = 1_000_000_000
 
 
+def msg_dir() -> Path:
+    """This package's msg/ directory: the source tree's, else the installed share/ copy."""
+    for candidate in (Path(__file__).resolve().parents[2] / "msg",
+                      Path(sys.prefix) / "share" / "proassist_ros" / "msg"):
+        if candidate.is_dir():
+            return candidate
+    from ament_index_python.packages import get_package_share_directory
+
+    return Path(get_package_share_directory("proassist_ros")) / "msg"
+
+
+@functools.lru_cache(maxsize=1)
 def typestore():
-    return get_typestore(Stores.ROS2_KILTED)
+    """Kilted typestore + proassist_ros/msg/* (built from the .msg text: same schema and RIHS01
+    hash as the rosidl-generated interfaces, so rclpy's deserialize_message reads the bytes)."""
+    ts = get_typestore(Stores.ROS2_KILTED)
+    types: dict = {}
+    for path in sorted(msg_dir().glob("*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"proassist_ros/msg/{path.stem}"))
+    ts.register(types)
+    return ts
 
 
 def _stamp(ts, t_s: float):
@@ -76,3 +102,67 @@ def read_bag(path: Path, topics: Iterable[str] | None = None) -> Iterator[BagMes
         conns = [c for c in reader.connections if topics is None or c.topic in set(topics)]
         for conn, t_ns, raw in reader.messages(connections=conns):
             yield BagMessage(conn.topic, conn.msgtype, t_ns, bytes(raw))
+
+
+def is_bag(path: Path) -> bool:
+    """A rosbag2 directory (metadata.yaml) or a bare .mcap/.db3 storage file."""
+    path = Path(path)
+    return (path / "metadata.yaml").is_file() if path.is_dir() else (
+        path.is_file() and path.suffix in BAG_SUFFIXES)
+
+
+def read_custom_data(path: Path) -> dict[str, str]:
+    """rosbag2 metadata ``custom_data`` of a bag directory or a bare .mcap / .db3 file.
+
+    rosbag2 (and rosbags) write the metadata twice: metadata.yaml and inside the storage file
+    (MCAP metadata record "rosbag2", sqlite table ``metadata``), so a storage file copied out of
+    its directory keeps its facts. Returns {} when the bag has none.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"bag not found: {path}")
+    text = None
+    if path.is_dir():
+        meta = path / "metadata.yaml"
+        if not meta.is_file():
+            raise ValueError(f"not a rosbag2 directory (no metadata.yaml): {path}")
+        info = (yaml.safe_load(meta.read_text()) or {}).get("rosbag2_bagfile_information", {})
+        return dict(info.get("custom_data") or {})
+    if path.suffix == ".mcap":
+        from mcap.reader import make_reader
+
+        with path.open("rb") as f:
+            for record in make_reader(f).iter_metadata():
+                if record.name == "rosbag2":
+                    text = record.metadata.get("serialized_metadata")
+    elif path.suffix == ".db3":
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = con.execute("SELECT metadata FROM metadata ORDER BY id DESC LIMIT 1").fetchone()
+        except sqlite3.OperationalError:  # bags before rosbag2 format 6 have no such table
+            row = None
+        finally:
+            con.close()
+        text = row[0] if row else None
+    else:
+        raise ValueError(f"not a bag (expected a directory, .mcap or .db3): {path}")
+    if not text:
+        return {}
+    info = yaml.safe_load(text) or {}
+    info = info.get("rosbag2_bagfile_information", info)
+    return dict(info.get("custom_data") or {})
+
+
+def parse_json_field(custom: dict[str, str], key: str) -> dict | None:
+    """A JSON object stored under one custom_data key; ValueError naming the key if malformed."""
+    if key not in custom:
+        return None
+    try:
+        value = json.loads(custom[key])
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"bag custom_data {key!r} is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"bag custom_data {key!r} must hold a JSON object, got {type(value).__name__}")
+    return value
