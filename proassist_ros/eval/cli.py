@@ -1,0 +1,107 @@
+"""``proassist eval`` command line (the work is in ``eval/evaluate.py``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from proassist_ros.engine.config import CONTEXT_STRATEGIES
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="proassist eval",
+        description="Stream dataset bags through a model offline and score them with ProAssist's "
+                    "metric (docs/eval.md). Several processes: torchrun --nproc_per_node N -m "
+                    "proassist_ros.cli eval ...")
+    p.add_argument("inputs", nargs="+", help="bags (directory or .mcap/.db3) or directories of bags")
+    p.add_argument("--model", default="embedded", help="model spec: embedded, tiny or a checkpoint directory")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, help="θ: silent iff P(silence) > θ (default 0.3)")
+    g.add_argument("--sweep", help="θ sweep START:STOP:STEP, e.g. 0.1:0.9:0.1")
+    p.add_argument("--strategy", default="ips", choices=CONTEXT_STRATEGIES, help="context strategy")
+    p.add_argument("--no-knowledge", action="store_true", help="do not give the recipe (task knowledge)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
+    p.add_argument("--fps", type=float, default=2.0, help="frames per second fed to the model (stamps)")
+    p.add_argument("--window", default="default",
+                   help="matching window by dataset name (spec §5.1 table: ego4d, wtag, ...; default ±2.5 s)")
+    p.add_argument("--window-s", help="matching window in seconds LEFT,RIGHT (overrides --window), e.g. -2,4")
+    p.add_argument("--context-limit", type=int, help="context limit L in tokens (default: 4096)")
+    p.add_argument("--reply-max-tokens", type=int, default=100)
+    p.add_argument("--compare-model", help="a second model spec, scored as a baseline at its best θ")
+    p.add_argument("--rule-k", type=float, help="rule baseline period (s); default: best on these bags")
+    p.add_argument("--select-threshold", type=Path, metavar="PARAMS_YAML",
+                   help="write the selected θ (best local maximum of F1, spec §5.3) into this node params file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
+    return p
+
+
+def write_params(path: Path, theta: float, rule_k: float | None, source: str) -> None:
+    """A params file the node accepts (``--params-file``), keyed ``/**`` like config/proassist.yaml."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = f"  # rule baseline k on the same data: {rule_k:g} s" if rule_k is not None else ""
+    path.write_text(f"# θ selected by `proassist eval --select-threshold` on {source}{extra}\n"
+                    f"/**:\n  ros__parameters:\n    theta: {float(theta)!r}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from proassist_ros.eval.evaluate import EvalSettings, evaluate, parse_sweep
+
+    args = build_parser().parse_args(argv)
+    try:
+        thetas = parse_sweep(args.sweep) if args.sweep else [args.threshold if args.threshold is not None else 0.3]
+        if not all(0.0 <= t <= 1.0 for t in thetas):
+            raise ValueError(f"θ must be in [0, 1], got {thetas}")
+        window_s = None
+        if args.window_s:
+            left, right = (float(x) for x in args.window_s.split(","))
+            window_s = (left, right)
+        for path in args.inputs:
+            if not Path(path).exists():
+                raise FileNotFoundError(f"input not found: {path}")
+        settings = EvalSettings(model=args.model, device=args.device, dtype=args.dtype, thetas=thetas,
+                                strategy=args.strategy, knowledge=not args.no_knowledge, fps=args.fps,
+                                window=args.window, window_s=window_s, context_limit=args.context_limit,
+                                reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
+                                rule_k=args.rule_k)
+        metrics = evaluate(args.inputs, settings, args.out, report=not args.no_report)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"proassist eval: error: {exc}", file=sys.stderr)
+        return 2
+    if metrics is None:  # not rank 0
+        return 0
+    _print_summary(metrics, args.out)
+    if args.select_threshold:
+        if not metrics["best"]:
+            print("proassist eval: error: no bag has reference turns; cannot select θ", file=sys.stderr)
+            return 2
+        rule = metrics["baselines"].get("rule", {})
+        write_params(args.select_threshold, metrics["theta_selected"], rule.get("k"), ", ".join(args.inputs))
+        print(f"θ = {metrics['theta_selected']:g} written to {args.select_threshold}")
+    return 0
+
+
+def _print_summary(m: dict, out: Path) -> None:
+    n = len(m["videos"])
+    print(f"{n} video(s), θ {', '.join(m['thetas'])}; outputs in {out}/")
+    if m["metrics_skipped"]:
+        print(f"metrics skipped (no /proassist/reference turns): {', '.join(m['metrics_skipped'])}")
+    if not m["best"]:
+        return
+    rows = [(f"model @ θ={m['theta_selected']:g}", m["best"])]
+    for name, key in (("always silent", "silent"), ("rule", "rule"), ("compare model", "compare_model")):
+        if key in m["baselines"]:
+            b = m["baselines"][key]
+            rows.append((name + (f" (k={b['k']:g}s)" if key == "rule" else ""), b))
+    print(f"{'':28s} {'P':>6s} {'R':>6s} {'F1':>6s}")
+    for name, r in rows:
+        print(f"{name:28s} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f}")
+    print(json.dumps({"f1": m["best"]["f1"], "theta": m["theta_selected"]}))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,273 @@
+"""``proassist eval``: stream dataset bags through a model offline, score them with the paper's
+metric, and write outputs (per-video output bags, metrics.json, the report).
+
+Scaling: under ``torchrun`` / ``accelerate launch`` the bags are sharded over the processes
+(rank r takes bags r, r + W, ...), every rank runs its share, and rank 0 gathers the runs, scores
+and writes. Runs are deterministic per bag, so W processes give exactly the single-process result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from proassist_ros.data.dataset import iter_dataset
+from proassist_ros.data.dataset_read import read_episode_base
+from proassist_ros.engine import EngineConfig
+from proassist_ros.eval import baselines
+from proassist_ros.eval.metrics import (
+    MatchResult,
+    aggregate,
+    pairwise_match,
+    select_threshold,
+    window_for,
+)
+from proassist_ros.eval.offline import VideoRun, run_episode
+
+
+@dataclass
+class EvalSettings:
+    model: str = "embedded"
+    device: str = "cpu"
+    dtype: str = "auto"
+    thetas: list[float] = field(default_factory=lambda: [0.3])
+    strategy: str = "ips"
+    knowledge: bool = True
+    fps: float = 2.0
+    window: str = "default"                 # a dataset name for the spec's window table
+    window_s: tuple[float, float] | None = None   # overrides `window`
+    context_limit: int | None = None        # None: the model's / EngineConfig default
+    reply_max_tokens: int = 100
+    compare_model: str | None = None        # a second model, scored at its own best θ
+    rule_k: float | None = None             # None: the best k on these bags (say so in the report)
+    vision_batch: int = 32
+
+    def engine_config(self, theta: float) -> EngineConfig:
+        kw: dict = dict(theta=theta, context_strategy=self.strategy,
+                        reply_max_tokens=self.reply_max_tokens)
+        if self.context_limit is not None:
+            kw["context_limit"] = self.context_limit
+            kw["reserve"] = min(128, self.context_limit // 8)
+            kw["drop_middle_keep_last"] = min(512, self.context_limit // 4)
+        return EngineConfig(**kw)
+
+    @property
+    def window_seconds(self) -> tuple[float, float]:
+        return tuple(self.window_s) if self.window_s else window_for(self.window)
+
+
+def parse_sweep(text: str) -> list[float]:
+    """"0.1:0.9:0.1" → [0.1, 0.2, ..., 0.9] (inclusive, rounded to 6 digits)."""
+    try:
+        lo, hi, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--sweep wants START:STOP:STEP, e.g. 0.1:0.9:0.1; got {text!r}") from None
+    if step <= 0 or hi < lo or not 0 <= lo <= 1 or not 0 <= hi <= 1:
+        raise ValueError(f"--sweep {text!r}: need 0 <= START <= STOP <= 1 and STEP > 0")
+    n = int(math.floor((hi - lo) / step + 1e-9)) + 1
+    return [round(lo + i * step, 6) for i in range(n)]
+
+
+# ---- distributed ---------------------------------------------------------------------------
+def _accelerator():
+    """An Accelerator when launched with several processes (torchrun / accelerate), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    import torch
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=not torch.cuda.is_available())
+
+
+def _gather(acc, items: list) -> list:
+    if acc is None:
+        return items
+    from accelerate.utils import gather_object
+
+    return gather_object(items)
+
+
+# ---- running -------------------------------------------------------------------------------
+def _load_model(spec: str, settings: EvalSettings):
+    from proassist_ros.model import load
+
+    return load(spec, device=settings.device, dtype=settings.dtype)
+
+
+def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: int = 0, world: int = 1,
+             show_progress: bool = True) -> list[dict]:
+    """This rank's share of (bag, θ) runs, as dicts (picklable for gathering)."""
+    from tqdm import tqdm
+
+    mine = [(i, b) for i, b in enumerate(bags) if i % world == rank]
+    if not mine:
+        return []
+    model = _load_model(model_spec, settings)
+    out = []
+    bar = tqdm(total=len(mine) * len(settings.thetas), unit="run", disable=not show_progress,
+               desc=f"eval {Path(model_spec).name}" + (f" [rank {rank}]" if world > 1 else ""))
+    for i, bag in mine:
+        episode, t0_ns = read_episode_base(bag)
+        for theta in settings.thetas:
+            run = run_episode(model, episode, settings.engine_config(theta), fps=settings.fps,
+                              use_knowledge=settings.knowledge, t0_ns=t0_ns,
+                              vision_batch=settings.vision_batch)
+            out.append({"index": i, "bag": str(bag), "t0_ns": t0_ns, "theta": theta, "run": run.to_dict()})
+            bar.update(1)
+    bar.close()
+    return out
+
+
+def score_runs(runs: list[VideoRun], settings: EvalSettings) -> tuple[MatchResult | None, dict[str, MatchResult]]:
+    """Overall and per-video MatchResults of the runs that have references."""
+    per_video = {r.video_id: pairwise_match(r.predictions, [(t, x) for t, x, _ in r.references],
+                                            window_s=settings.window_seconds, fps=settings.fps)
+                 for r in runs if r.has_references}
+    overall = aggregate(list(per_video.values())) if per_video else None
+    return overall, per_video
+
+
+def _by_task_type(runs: list[VideoRun], per_video: dict[str, MatchResult]) -> dict[str, dict]:
+    groups: dict[str, list[MatchResult]] = {}
+    for r in runs:
+        if r.video_id in per_video:
+            groups.setdefault(r.task_type or "unknown", []).append(per_video[r.video_id])
+    return {k: aggregate(v).to_dict() for k, v in sorted(groups.items())}
+
+
+def _baselines(episodes: list, settings: EvalSettings) -> dict:
+    """Silent and rule baselines on the episodes that have references."""
+    scored = [e for e in episodes if e.references]
+    if not scored:
+        return {}
+
+    def score(pred_fn) -> MatchResult:
+        return aggregate([pairwise_match(pred_fn(e), [(r.t, r.text) for r in e.references],
+                                         window_s=settings.window_seconds, fps=settings.fps) for e in scored])
+
+    silent = score(baselines.silent_predictions)
+    per_k = {k: score(lambda e, k=k: baselines.rule_predictions(e, k)) for k in baselines.RULE_KS}
+    k = settings.rule_k if settings.rule_k is not None else baselines.best_rule_k(lambda k: per_k[k].f1)
+    rule = per_k[k] if k in per_k else score(lambda e: baselines.rule_predictions(e, k))
+    return {"silent": silent.to_dict(),
+            "rule": {**rule.to_dict(), "k": k, "k_chosen_on": "given" if settings.rule_k is not None
+                     else "these bags (pass --rule-k with the validation choice for a test report)",
+                     "f1_per_k": {str(kk): r.f1 for kk, r in per_k.items()}}}
+
+
+def _theta_summary(runs: list[VideoRun], settings: EvalSettings) -> dict:
+    overall, per_video = score_runs(runs, settings)
+    return {
+        "overall": overall.to_dict() if overall else None,
+        "per_task_type": _by_task_type(runs, per_video),
+        "per_video": {v: m.to_dict(with_pairs=True) for v, m in per_video.items()},
+        "utterances": sum(len(r.predictions) for r in runs),
+        "frames": sum(len(r.frames) for r in runs),
+        "context_events": sum(1 for r in runs for f in r.frames if f.context_event),
+        "llm_s": sum(r.llm_s for r in runs), "vision_s": sum(r.vision_s for r in runs),
+    }
+
+
+def _preflight(bags: list[Path]) -> None:
+    """Fail before any model loads, naming the bag: unreadable storage, no camera topic, ..."""
+    from rosbags.highlevel import AnyReaderError
+
+    for bag in bags:
+        try:
+            read_episode_base(bag)
+        except AnyReaderError as exc:
+            raise ValueError(f"{bag}: cannot read this bag: {exc}") from exc
+
+
+def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
+             show_progress: bool = True, report: bool = True) -> dict | None:
+    """Run, score and write. Returns metrics (rank 0) or None (other ranks)."""
+    bags = list(iter_dataset(inputs))
+    if not bags:
+        raise FileNotFoundError(f"no bags found in {', '.join(map(str, inputs))}")
+    _preflight(bags)
+    acc = _accelerator()
+    rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
+    started = time.perf_counter()
+    rows = _gather(acc, run_bags(bags, settings, settings.model, rank, world, show_progress))
+    cmp_rows = (_gather(acc, run_bags(bags, settings, settings.compare_model, rank, world, show_progress))
+                if settings.compare_model else [])
+    if rank != 0:
+        return None
+    rows.sort(key=lambda r: (r["index"], r["theta"]))
+    _unique_ids(rows)
+    cmp_rows.sort(key=lambda r: (r["index"], r["theta"]))
+    _unique_ids(cmp_rows)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = _summarise(bags, rows, cmp_rows, settings, out)
+    metrics["wall_s"] = time.perf_counter() - started
+    metrics["processes"] = world
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    if report:
+        from proassist_ros.eval.report import write_report
+
+        write_report(out, metrics, _runs_by_theta(rows))
+    return metrics
+
+
+def _unique_ids(rows: list[dict]) -> None:
+    """Two bags with the same video_id (copies, users' recordings) stay apart: "id#2", "id#3"."""
+    seen: dict[str, int] = {}
+    names: dict[int, str] = {}
+    for r in rows:
+        if r["index"] not in names:
+            vid = r["run"]["video_id"]
+            seen[vid] = seen.get(vid, 0) + 1
+            names[r["index"]] = vid if seen[vid] == 1 else f"{vid}#{seen[vid]}"
+        r["run"]["video_id"] = names[r["index"]]
+
+
+def _runs_by_theta(rows: list[dict]) -> dict[float, list[VideoRun]]:
+    by: dict[float, list[VideoRun]] = {}
+    for r in rows:
+        by.setdefault(r["theta"], []).append(VideoRun.from_dict(r["run"]))
+    return by
+
+
+def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], settings: EvalSettings,
+               out: Path) -> dict:
+    from proassist_ros.eval.outputs import write_run_bag
+
+    by_theta = _runs_by_theta(rows)
+    thetas = sorted(by_theta)
+    per_theta = {f"{t:g}": _theta_summary(by_theta[t], settings) for t in thetas}
+    first = by_theta[thetas[0]]
+    scored = any(r.has_references for r in first)
+    f1s = [per_theta[f"{t:g}"]["overall"]["f1"] if scored else 0.0 for t in thetas]
+    best = select_threshold(thetas, f1s) if scored and len(thetas) > 1 else thetas[0]
+    for r in rows:  # output bags for the chosen θ, on the input's time base
+        if r["theta"] == best:
+            run = VideoRun.from_dict(r["run"])
+            write_run_bag(run, out / "outputs" / run.video_id, r["t0_ns"])
+    episodes = [read_episode_base(b)[0] for b in bags]
+    metrics = {
+        "settings": {**asdict(settings), "window_seconds": list(settings.window_seconds)},
+        "bags": [str(b) for b in bags],
+        "videos": [{"video_id": r.video_id, "task_type": r.task_type, "split": r.split,
+                    "duration_s": r.duration_s, "references": len(r.references),
+                    "scored": r.has_references} for r in first],
+        "metrics_skipped": [r.video_id for r in first if not r.has_references],
+        "thetas": per_theta,
+        "theta_selected": best,
+        "best": per_theta[f"{best:g}"]["overall"],
+        "baselines": _baselines(episodes, settings),
+    }
+    if cmp_rows:
+        cmp_by = _runs_by_theta(cmp_rows)
+        cmp = {f"{t:g}": _theta_summary(cmp_by[t], settings)["overall"] for t in sorted(cmp_by)}
+        if scored:
+            ct = sorted(cmp_by)
+            cbest = select_threshold(ct, [cmp[f"{t:g}"]["f1"] for t in ct]) if len(ct) > 1 else ct[0]
+            metrics["baselines"]["compare_model"] = {"model": settings.compare_model, "theta": cbest,
+                                                     **cmp[f"{cbest:g}"]}
+    return metrics
