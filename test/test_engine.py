@@ -165,6 +165,13 @@ def test_first_frame_layout_goal_then_knowledge(any_format_model):
     st = s.task_state()
     assert st.goal == GOAL and st.steps == parse_steps(RECIPE) and len(st.steps) == 3
     assert st.progress == 0.0 and st.status == 1
+    # the user then says the goal (as recordings hold it): not fed twice; other turns are
+    s.push_user_utterance(GOAL.upper() + ".", 0.4)
+    s.push_frame(frames(2)[1], 0.5)
+    assert s.last_input_ids == chat.image_ids(1)
+    s.push_user_utterance("What next?", 0.9)
+    s.push_frame(frames(3)[2], 1.0)
+    assert s.last_input_ids == chat.message_ids("user", "What next?") + chat.image_ids(1)
 
 
 def test_reset_and_determinism_and_isolation(model):

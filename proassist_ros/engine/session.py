@@ -60,6 +60,13 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def _same_text(a: str, b: str) -> bool:
+    """Equal up to case, spacing and end punctuation ("Help me make tea." ~ "help me make tea")."""
+    def norm(x: str) -> str:
+        return " ".join(x.lower().split()).rstrip(".!?")
+    return norm(a) == norm(b)
+
+
 @dataclass
 class _Frame:
     ids: list[int]
@@ -89,6 +96,7 @@ class AssistantSession:
             self._knowledge = ""           # "Task knowledge: ..." once it entered the stream
             self._recipe_waiting = ""      # recipe to inject right after the first user turn
             self._user_seen = False
+            self._goal_fed = ""            # the task goal, once it entered as a user turn
             self._init_len: int | None = None   # Drop-Middle's kept initial part
             self._seq = 0
             self._policy = TalkPolicy()
@@ -121,7 +129,10 @@ class AssistantSession:
     def set_task(self, goal: str, knowledge: str = "", steps: Sequence[str] = (),
                  reset_context: bool = False) -> str:
         """Give the task: the goal enters as the user's first turn, the recipe as "Task knowledge:"
-        right after it (spec §2.4). Steps: given, else parsed from a numbered recipe."""
+        right after it (spec §2.4). Steps: given, else parsed from a numbered recipe.
+
+        When the user later *says* the goal (a recording's /proassist/user_utterance usually
+        holds it), that utterance is not fed a second time."""
         if reset_context:
             self.reset()
         steps = [s.strip() for s in steps if s.strip()] or parse_steps(knowledge)
@@ -213,6 +224,8 @@ class AssistantSession:
             self._inbox = [m for m in self._inbox if m not in take]
         for item in take:
             if item[0] == "user":
+                if self._goal_fed and _same_text(item[1], self._goal_fed):
+                    continue  # the user saying the goal that set_task already gave: not twice
                 ids += chat.message_ids("user", item[1])
                 has_user = answer = True
                 if not self._user_seen and self._recipe_waiting:
@@ -222,6 +235,7 @@ class AssistantSession:
                 _, goal, recipe, _ = item
                 if goal:
                     ids += chat.message_ids("user", goal)
+                    self._goal_fed = goal
                     has_user = True
                     self._user_seen = True
                 if recipe and (goal or self._user_seen):

@@ -26,7 +26,7 @@ from proassist_ros.eval.metrics import (
     select_threshold,
     window_for,
 )
-from proassist_ros.eval.offline import VideoRun, run_episode
+from proassist_ros.eval.offline import VideoRun, run_episode, spoken_references
 
 
 @dataclass
@@ -141,12 +141,12 @@ def _by_task_type(runs: list[VideoRun], per_video: dict[str, MatchResult]) -> di
 
 def _baselines(episodes: list, settings: EvalSettings) -> dict:
     """Silent and rule baselines on the episodes that have references."""
-    scored = [e for e in episodes if e.references]
+    scored = [e for e in episodes if spoken_references(e)]
     if not scored:
         return {}
 
     def score(pred_fn) -> MatchResult:
-        return aggregate([pairwise_match(pred_fn(e), [(r.t, r.text) for r in e.references],
+        return aggregate([pairwise_match(pred_fn(e), [(r.t, r.text) for r in spoken_references(e)],
                                          window_s=settings.window_seconds, fps=settings.fps) for e in scored])
 
     silent = score(baselines.silent_predictions)

@@ -74,6 +74,13 @@ class VideoRun:
         return cls(**d)
 
 
+def spoken_references(episode: Episode) -> list:
+    """The reference turns the assistant should *say*. Progress summaries are not spoken (the
+    paper keeps them as a per-turn ``progress`` field, used only for IPS), so they are not
+    scored."""
+    return [r for r in episode.references if r.kind != "progress_summary"]
+
+
 def sampled_frames(episode: Episode, fps: float, t0_ns: int = 0) -> Iterator[tuple[float, np.ndarray]]:
     """The frames the node would keep: a 1/fps grid of header stamps anchored at the first frame."""
     if episode.frames is None:
@@ -102,7 +109,7 @@ def run_episode(model, episode: Episode, cfg: EngineConfig, *, fps: float = 2.0,
     meta = episode.meta
     run = VideoRun(meta.video_id, meta.task_type or (episode.task.task_type if episode.task else ""),
                    meta.split, meta.duration_s, cfg.theta,
-                   references=[(r.t, r.text, r.kind) for r in episode.references],
+                   references=[(r.t, r.text, r.kind) for r in spoken_references(episode)],
                    user_turns=[(u.t, u.text) for u in episode.user_turns])
     session = AssistantSession(model, cfg)
     if episode.task is not None:
