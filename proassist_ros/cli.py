@@ -1,4 +1,4 @@
-"""`proassist` command line: demo, bringup, bench, eval, synth, dataset {import,export,info}.
+"""`proassist` command line: demo, bringup, bench, eval, replay, synth, dataset {import,export,info}.
 
 Subcommands are thin: each one calls into the ROS-free layers (or `ros/` for bringup).
 """
@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         from proassist_ros.eval.cli import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["replay"]:
+        from proassist_ros.ros.replay import main as replay_main
+
+        return replay_main(argv[1:])
     parser = argparse.ArgumentParser(prog="proassist", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     demo = sub.add_parser("demo", help="run the assistant on the embedded model and sample data")
@@ -160,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     sub.add_parser("bench", help="speed, catch-up and memory benchmarks (plots in bench_output/)")
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")
+    sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
+                                  "(replay --help)")
     sub.add_parser("bringup", help="assistant + TTS nodes in one process (args: --params-file F, --ros-args ...)")
     _add_data_commands(sub)
     args = parser.parse_args(argv)
