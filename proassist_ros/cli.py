@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="run the assistant on the embedded model and sample data")
     demo.add_argument("--model", default="embedded", help="model spec (embedded, tiny, a directory)")
     demo.add_argument("--output", default="demo_output", help="where results are written")
-    demo.add_argument("--frames", type=int, default=40, help="frames of the sample stream")
+    demo.add_argument("--bag", default="test_0004_take_medicine",
+                      help="a dataset bag, or the name of a shipped sample in samples/")
+    demo.add_argument("--rate", type=float, default=1.0, help="replay speed")
     demo.set_defaults(func=_demo)
     sub.add_parser("bench", help="speed, catch-up and memory benchmarks (plots in bench_output/)")
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")

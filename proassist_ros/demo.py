@@ -1,16 +1,17 @@
-"""`make demo`: the whole loop on the embedded model and the shipped sample stream, over real DDS.
+"""`make demo`: the whole loop on the embedded model and a shipped sample bag, over real DDS.
 
-1. Renders the synthetic "make tea" sample stream (data/synthetic.py) into an MCAP bag: 640×480
-   rgb8 at 10 Hz plus one spoken user question.
-2. Starts `proassist bringup` (assistant + TTS nodes) in a separate process, waits until the
-   assistant's lifecycle state is active, and gives it the task with /proassist/set_task.
-3. Replays the bag onto /camera/image_raw and /proassist/user_utterance at recorded speed.
-4. Records /proassist/guidance and /proassist/task_state; the TTS node writes one WAV each.
-5. Writes demo_output/: guidance.jsonl, task_state.json, timeline.png, wav/, bringup.log.
+1. Starts `proassist bringup` (assistant + TTS nodes, sim time) in a separate process and waits
+   until the assistant's lifecycle state is active.
+2. `proassist replay` plays a held-out test bag of the task world (samples/, docs/dataset.md) to
+   it with /clock: the task on /proassist/task, JPEG frames, the wearer's utterances; it records
+   /proassist/guidance and /proassist/task_state to a bag and scores them against the bag's
+   reference turns with the paper's metric.
+3. The TTS node speaks every utterance into a WAV file.
+4. Prints the transcript beside the reference, then the score; writes demo_output/ (replay/
+   outputs bag + metrics.json, guidance.jsonl, transcript.txt, timeline.png, wav/, bringup.log).
 
 Everything runs in a private network namespace (only loopback), so no DDS packet leaves the
-machine. The embedded model's vision side is UNTRAINED until issue 5/8: what it says is not
-meaningful yet; the demo shows the system working end to end, not the model's quality.
+machine.
 """
 
 from __future__ import annotations
@@ -25,14 +26,22 @@ import threading
 import time
 from pathlib import Path
 
-from proassist_ros.data.synthetic import GOAL, RECIPE, STEP_SECONDS, stream
 from proassist_ros.utils import netns
 
-QUESTION = (12.0, "What should I do next?")
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+DEFAULT_BAG = "test_0004_take_medicine"
 
 
 def _say(msg: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def sample_bag(name: str) -> Path:
+    """A bag path, or the name of a shipped sample (samples/ in the source tree or share/)."""
+    for candidate in (Path(name), SAMPLES / name, Path(sys.prefix) / "share" / "proassist_ros" / "samples" / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"no bag {name!r} (a path, or one of {sorted(p.name for p in SAMPLES.glob('test_*'))})")
 
 
 def _params(out: Path, model: str) -> Path:
@@ -41,6 +50,7 @@ def _params(out: Path, model: str) -> Path:
         "/**:\n  ros__parameters:\n"
         f"    model: {json.dumps(model)}\n"
         "    fps: 2.0\n    theta: 0.3\n    context_strategy: ips\n"
+        "    transport: compressed\n"
         f"    output_dir: {json.dumps(str((out / 'wav').resolve()))}\n"
         "    reply_max_tokens: 40\n"
         # bag stamps are from the recording, so an age check against "now" would drop everything
@@ -48,23 +58,11 @@ def _params(out: Path, model: str) -> Path:
     return path
 
 
-def _make_bag(out: Path, seconds: float) -> Path:
-    from proassist_ros.data.bags import write_bag
-
-    bag = out / "sample_bag"
-    if not (bag / "metadata.yaml").exists():
-        _say(f"writing the sample bag ({seconds:.0f} s, 640x480 rgb8 @ 10 Hz) -> {bag}")
-        import shutil
-
-        shutil.rmtree(bag, ignore_errors=True)
-        write_bag(bag, stream(seconds, fps=10.0), [QUESTION])
-    return bag
-
-
 def run(args: argparse.Namespace) -> int:
     try:
+        bag = sample_bag(args.bag)
         netns.reexec_isolated(netns.python_argv())
-    except RuntimeError as exc:
+    except (RuntimeError, FileNotFoundError) as exc:
         print(f"proassist demo: {exc}", file=sys.stderr)
         return 1
     from proassist_ros.ros.dds_profile import apply_default_profile
@@ -74,15 +72,14 @@ def run(args: argparse.Namespace) -> int:
     (out / "wav").mkdir(parents=True, exist_ok=True)
     for old in (out / "wav").glob("*.wav"):
         old.unlink()
-    seconds = sum(STEP_SECONDS)
-    bag = _make_bag(out, seconds)
     params = _params(out, args.model)
     log = open(out / "bringup.log", "w")
-    _say(f"starting `proassist bringup` (model={args.model}); log: {out / 'bringup.log'}")
-    proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file", str(params)],
+    _say(f"starting `proassist bringup` (model={args.model}, sim time); log: {out / 'bringup.log'}")
+    proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file", str(params),
+                             "--use-sim-time", "true"],
                             stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
     try:
-        return _drive(out, bag, proc)
+        return _drive(out, bag, proc, args.rate)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -93,16 +90,33 @@ def run(args: argparse.Namespace) -> int:
         log.close()
 
 
-def _drive(out: Path, bag: Path, proc: subprocess.Popen) -> int:
-    import rclpy
+def _wait_active(node, proc: subprocess.Popen, out: Path) -> bool:
     from lifecycle_msgs.srv import GetState
+
+    get_state = node.create_client(GetState, "/proassist/assistant/get_state")
+    deadline, label = time.monotonic() + 600, ""
+    while label != "active":
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _say(f"bringup did not become active (exit code {proc.poll()}); see {out / 'bringup.log'}")
+            return False
+        if get_state.wait_for_service(timeout_sec=1.0):
+            try:  # the node answers lifecycle queries only between transitions
+                label = get_state.call(GetState.Request(), timeout_sec=5.0).current_state.label
+            except TimeoutError:
+                label = "configuring"
+        if label != "active":
+            _say(f"waiting for the assistant (state: {label or 'starting'}; the first run converts the model)")
+            time.sleep(2.0)  # polling interval of a human-facing progress line
+    return True
+
+
+def _drive(out: Path, bag: Path, proc: subprocess.Popen, rate: float) -> int:
+    import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from std_msgs.msg import Bool
 
-    from proassist_ros.msg import AssistantStats, Guidance, TaskState
-    from proassist_ros.ros.player import play
-    from proassist_ros.srv import SetTask
+    from proassist_ros.ros.replay import ReplaySettings, replay
 
     rclpy.init()
     node = rclpy.create_node("proassist_demo")
@@ -110,104 +124,78 @@ def _drive(out: Path, bag: Path, proc: subprocess.Popen) -> int:
     ex.add_node(node)
     threading.Thread(target=ex.spin, daemon=True).start()
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    guidance: list[Guidance] = []
-    state: dict[str, object] = {}
-    node.create_subscription(Guidance, "/proassist/guidance", guidance.append, 50)
-    node.create_subscription(TaskState, "/proassist/task_state", lambda m: state.__setitem__("task", m), latched)
-    node.create_subscription(AssistantStats, "/proassist/stats", lambda m: state.__setitem__("stats", m), 10)
-    node.create_subscription(Bool, "/proassist/tts/speaking", lambda m: state.__setitem__("speaking", m.data),
-                             latched)
+    speaking: dict[str, bool] = {}
+    node.create_subscription(Bool, "/proassist/tts/speaking", lambda m: speaking.__setitem__("now", m.data), latched)
     try:
-        get_state = node.create_client(GetState, "/proassist/assistant/get_state")
-        deadline = time.monotonic() + 600
-        label = ""
-        while label != "active":
-            if proc.poll() is not None or time.monotonic() > deadline:
-                _say(f"bringup did not become active (exit code {proc.poll()}); see {out / 'bringup.log'}")
-                return 1
-            if get_state.wait_for_service(timeout_sec=1.0):
-                try:  # the node answers lifecycle queries only between transitions
-                    label = get_state.call(GetState.Request(), timeout_sec=5.0).current_state.label
-                except TimeoutError:
-                    label = "configuring"
-            if label != "active":
-                _say(f"waiting for the assistant (state: {label or 'starting'}; the first run converts the model)")
-                time.sleep(2.0)
-        set_task = node.create_client(SetTask, "/proassist/set_task")
-        set_task.wait_for_service(timeout_sec=30)
-        resp = set_task.call(SetTask.Request(goal=GOAL, knowledge=RECIPE, reset_context=True), timeout_sec=30)
-        _say(f"set_task: {resp.message} (session {resp.session_id})")
-
-        _say(f"replaying {bag.name} at 1x (camera 10 Hz, the assistant samples 2 fps)")
-        n = play(node, bag)
-        _say(f"replayed {n} messages; waiting for the assistant to finish the last frames")
-        last, stable_since = -1, time.monotonic()
-        while time.monotonic() - stable_since < 4.0 and time.monotonic() < deadline:
-            done = state.get("stats").frames_processed if state.get("stats") else -1
-            if done != last:
-                last, stable_since = done, time.monotonic()
-            time.sleep(0.5)
+        if not _wait_active(node, proc, out):
+            return 1
+        _say(f"replaying {bag.name} at {rate:g}x (the assistant samples 2 fps of stream time)")
+        metrics = replay(bag, ReplaySettings(rate=rate, out=out / "replay", timeout_s=120.0))
         t_end = time.monotonic() + 60  # let the TTS node finish its queue
-        while (state.get("speaking") or len(list((out / "wav").glob("*.wav"))) < len(guidance)) \
+        while (speaking.get("now") or len(list((out / "wav").glob("*.wav"))) < metrics["utterances"]) \
                 and time.monotonic() < t_end:
             time.sleep(0.5)
     finally:
         ex.shutdown()
         node.destroy_node()
         rclpy.shutdown()
-    return _report(out, guidance, state)
+    return _report(out, bag, metrics)
 
 
-def _report(out: Path, guidance, state) -> int:
-    t0 = 1_700_000_000.0
-    rows = [dict(t=m.header.stamp.sec + m.header.stamp.nanosec / 1e9 - t0, seq=m.seq, text=m.text, kind=m.kind,
-                 talk_probability=round(m.talk_probability, 4), step_index=m.step_index,
-                 latency_s=round(m.latency_s, 3)) for m in guidance]
+def _report(out: Path, bag: Path, m: dict) -> int:
+    from proassist_ros.data.dataset_read import read_episode
+    from proassist_ros.eval.offline import spoken_references
+
+    ep = read_episode(bag)
+    preds = [(float(p[0]), str(p[1])) for p in m.get("predictions", [])]
     with open(out / "guidance.jsonl", "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    task = state.get("task")
-    stats = state.get("stats")
-    if task is not None:
-        (out / "task_state.json").write_text(json.dumps(dict(
-            goal=task.goal, status=task.status, steps=list(task.steps), current_step_index=task.current_step_index,
-            completed_steps=list(task.completed_steps), progress=task.progress,
-            progress_summary=task.progress_summary, elapsed_s=task.elapsed_s), indent=1))
+        for t, text in preds:
+            f.write(json.dumps({"t": round(t, 3), "text": text}) + "\n")
+    events = ([(u.t, "USER", u.text) for u in ep.user_turns]
+              + [(r.t, f"reference ({r.kind})", r.text) for r in spoken_references(ep)]
+              + [(t, "ASSISTANT", text) for t, text in preds])
+    lines = [f"{t:7.1f}s  {who:26s} {' '.join(text.split())[:110]}" for t, who, text in sorted(events)]
+    (out / "transcript.txt").write_text("\n".join(lines) + "\n")
+    _plot(out, ep, preds)
+    task = ep.task.goal if ep.task else "(no task)"
+    print(f"\n=== {bag.name}: {task} ({ep.meta.task_type}, {ep.meta.duration_s:.0f} s, split {ep.meta.split}) ===")
+    print("transcript: what the assistant said (ASSISTANT) beside what the reference says (reference)")
+    print("\n".join(lines))
+    live = m["live"]
+    print(f"\nframes: {live['frames_processed']}/{live['frames_expected']} processed; slowest frame "
+          f"{live['slowest_frame_s']:.2f} s")
+    if m.get("overall"):
+        o = m["overall"]
+        print(f"score (ProAssist pairwise matching, window {m['settings']['window_seconds']} s): P {o['precision']:.3f}"
+              f"  R {o['recall']:.3f}  F1 {o['f1']:.3f}  (matched {o['matched']}, missed {o['missed']}, "
+              f"redundant {o['redundant']})")
+    for p in m.get("problems", []):
+        print(f"note: {p}")
+    log = out / "bringup.log"
+    if log.exists() and "UNTRAINED" in log.read_text(errors="replace"):
+        print("NOTE: the model is UNTRAINED for ProAssist (see bringup.log), so what it says is not "
+              "meaningful; this demo shows the real loop end to end.")
     wavs = sorted((out / "wav").glob("*.wav"))
-    _plot(out, rows)
-    print("\n=== transcript (stream time, spoken by the TTS node) ===")
-    print(f"  {QUESTION[0]:6.1f}s  USER: {QUESTION[1]}")
-    for r in rows:
-        text = " ".join(r["text"].split())[:100]
-        print(f"  {r['t']:6.1f}s  ASSISTANT [{r['seq']}] (p_talk {r['talk_probability']:.2f}): {text}")
-    if stats is not None:
-        print(f"\nframes received {stats.frames_received}, processed {stats.frames_processed}, "
-              f"dropped {stats.frames_dropped}, decode errors {stats.decode_errors}; inference p50 "
-              f"{stats.inference_time_p50_s * 1e3:.0f} ms, p95 {stats.inference_time_p95_s * 1e3:.0f} ms")
-    print(f"{len(rows)} utterances, {len(wavs)} WAV files in {out / 'wav'}")
-    print(f"outputs: {out}/guidance.jsonl, task_state.json, timeline.png, bringup.log")
-    print("NOTE: the embedded model's vision tower and projector are untrained until issue 5/8, so "
-          "what it says is not meaningful yet; this demo shows the real loop end to end.")
-    ok = stats is not None and stats.frames_processed > 0
-    return 0 if ok else 1
+    print(f"{len(preds)} utterances, {len(wavs)} WAV files in {out / 'wav'}")
+    print(f"outputs: {out}/transcript.txt, guidance.jsonl, timeline.png, replay/ (outputs bag, metrics.json)")
+    return 0 if live["frames_processed"] > 0 else 1
 
 
-def _plot(out: Path, rows: list[dict]) -> None:
-    import matplotlib
+def _plot(out: Path, ep, preds: list[tuple[float, str]]) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from proassist_ros.eval.offline import spoken_references
 
-    fig, ax = plt.subplots(figsize=(12, 3))
-    acc = 0.0
-    for i, d in enumerate(STEP_SECONDS):
-        ax.axvspan(acc, acc + d, color=f"C{i}", alpha=0.15)
-        ax.text(acc + 0.2, 1.02, f"step {i + 1}", fontsize=8)
-        acc += d
-    ax.axvline(QUESTION[0], color="k", ls="--", lw=1)
-    ax.text(QUESTION[0] + 0.2, 0.9, "user question", fontsize=8)
-    ax.scatter([r["t"] for r in rows], [r["talk_probability"] for r in rows], color="tab:red", zorder=3)
-    ax.set(xlim=(0, acc), ylim=(0, 1.1), xlabel="stream time (s)", ylabel="P(talk) of utterances",
-           title="proassist demo: when the assistant spoke")
+    fig = Figure(figsize=(12, 2.6))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    refs = spoken_references(ep)
+    ax.scatter([r.t for r in refs], [2] * len(refs), marker="o", color="tab:blue", label="reference")
+    ax.scatter([t for t, _ in preds], [1] * len(preds), marker="s", color="tab:red", label="assistant")
+    ax.scatter([u.t for u in ep.user_turns], [0] * len(ep.user_turns), marker="^", color="k", label="user")
+    ax.set(yticks=[0, 1, 2], yticklabels=["user", "assistant", "reference"], xlim=(0, ep.meta.duration_s or None),
+           ylim=(-0.6, 2.6), xlabel="stream time (s)", title=f"proassist demo: {ep.meta.video_id}")
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / "timeline.png", dpi=100)
