@@ -60,7 +60,7 @@ class FrameResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def _same_text(a: str, b: str) -> bool:
+def same_text(a: str, b: str) -> bool:
     """Equal up to case, spacing and end punctuation ("Help me make tea." ~ "help me make tea")."""
     def norm(x: str) -> str:
         return " ".join(x.lower().split()).rstrip(".!?")
@@ -224,7 +224,7 @@ class AssistantSession:
             self._inbox = [m for m in self._inbox if m not in take]
         for item in take:
             if item[0] == "user":
-                if self._goal_fed and _same_text(item[1], self._goal_fed):
+                if self._goal_fed and same_text(item[1], self._goal_fed):
                     continue  # the user saying the goal that set_task already gave: not twice
                 ids += chat.message_ids("user", item[1])
                 has_user = answer = True
