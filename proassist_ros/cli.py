@@ -1,4 +1,4 @@
-"""`proassist` command line: demo, bringup, bench, eval, replay, synth, dataset {import,export,info}.
+"""`proassist` command line: demo, bringup, bench, eval, replay, train, synth, dataset {import,export,info}.
 
 Subcommands are thin: each one calls into the ROS-free layers (or `ros/` for bringup).
 """
@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         from proassist_ros.eval.cli import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:1] == ["train"]:
+        from proassist_ros.train.cli import main as train_main
+
+        return train_main(argv[1:])
     if argv[:1] == ["replay"]:
         from proassist_ros.ros.replay import main as replay_main
 
@@ -166,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     sub.add_parser("bench", help="speed, catch-up and memory benchmarks (plots in bench_output/)")
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")
+    sub.add_parser("train", help="fine-tune on dataset bags: NFS + LoRA + projector (train --help)")
     sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
                                   "(replay --help)")
     sub.add_parser("bringup", help="assistant + TTS nodes in one process (args: --params-file F, --ros-args ...)")

@@ -19,6 +19,7 @@ from proassist_ros.ros.assistant_config import (
     AssistantConfig,
     change_problem,
 )
+from proassist_ros.ros.qos_adapt import BEST_EFFORT, RELIABLE, choose_reliability
 from proassist_ros.runtime.health import OK, WARN, StatsSnapshot, assess
 from proassist_ros.runtime.stream import FrameStream, Output
 
@@ -97,6 +98,36 @@ def test_health_verdicts():
     stale = dataclasses.replace(qos, seconds_since_qos_event=300.0)
     assert assess(stale, ok)[0] == OK  # frames flow from another, compatible publisher
     assert "incompatible-QoS" in assess(dataclasses.replace(stale, input_rate_hz=0.0), ok)[1]
+    # image_reliability auto re-subscribed after the event: resolved, however fresh it is.
+    resolved = dataclasses.replace(qos, qos_events_resolved=1, input_rate_hz=0.0)
+    assert assess(resolved, ok) == (OK, "waiting for camera frames")
+    assert "incompatible-QoS" in assess(dataclasses.replace(resolved, incompatible_qos_events=2),
+                                        ok)[1]  # a newer, unresolved one
+
+
+# ---- camera reliability (image_reliability) ---------------------------------------------------
+@pytest.mark.parametrize("setting, offered, current, expected, why", [
+    ("auto", [], None, BEST_EFFORT, "no publisher yet"),
+    ("auto", [], RELIABLE, RELIABLE, "keeping the last choice"),
+    ("auto", ["reliable"], None, RELIABLE, "all 1 publisher(s) offer reliable"),
+    ("auto", ["reliable", "reliable"], BEST_EFFORT, RELIABLE, "all 2 publisher(s)"),
+    ("auto", ["reliable", "best_effort"], RELIABLE, BEST_EFFORT, "1 of 2 publisher(s)"),
+    ("auto", ["best_effort"], None, BEST_EFFORT, "1 of 1 publisher(s)"),
+    ("auto", ["reliable", "system_default"], None, BEST_EFFORT, "1 of 2"),  # not known reliable
+    ("reliable", ["best_effort"], None, RELIABLE, "set explicitly"),
+    ("best_effort", ["reliable"], RELIABLE, BEST_EFFORT, "set explicitly"),
+])
+def test_choose_reliability(setting, offered, current, expected, why):
+    choice = choose_reliability(setting, offered, current)
+    assert choice.reliability == expected and why in choice.reason
+    assert choice.describe() == f"{expected} ({choice.reason})"
+
+
+def test_choose_reliability_names_a_bad_setting():
+    with pytest.raises(ValueError, match="image_reliability.*'sometimes'"):
+        choose_reliability("sometimes", [])
+    assert "image_reliability" in change_problem("image_reliability", "sometimes", None)
+    assert AssistantConfig().image_reliability == "auto"
 
 
 # ---- frame stream with a fake session ---------------------------------------------------------

@@ -57,10 +57,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("image_topic", "/camera/image_raw",
               "camera topic; with transport=compressed '<image_topic>/compressed' is used"),
     ParamSpec("transport", "raw", "image transport", choices=("raw", "compressed")),
-    ParamSpec("image_reliability", "best_effort",
-              "camera subscription reliability (cameras publish best_effort; bags may be reliable)",
-              choices=("best_effort", "reliable")),
-    ParamSpec("image_depth", 1, "camera subscription queue depth (1: always the newest frame)",
+    ParamSpec("image_reliability", "auto",
+              "camera subscription reliability; auto: reliable when every publisher on the topic "
+              "offers reliable, else best_effort (re-decided when the publishers change)",
+              choices=("auto", "best_effort", "reliable")),
+    ParamSpec("image_depth", 10, "camera subscription queue depth (frames kept in DDS until the "
+              "callback takes them; the fps gate and catch-up backlog come after it)",
               low=1, high=100),
     ParamSpec("catchup_depth", 8, "sampled frames kept while inference is busy; they enter the context "
               "together and only the newest may speak (1: latest frame wins)", low=1, high=64),
@@ -100,8 +102,8 @@ class AssistantConfig:
     context_strategy: str = "ips"
     image_topic: str = "/camera/image_raw"
     transport: str = "raw"
-    image_reliability: str = "best_effort"
-    image_depth: int = 1
+    image_reliability: str = "auto"
+    image_depth: int = 10
     catchup_depth: int = 8
     system_prompt: str = ""
     knowledge_file: str = ""

@@ -4,9 +4,12 @@ configure reads the parameters into an :class:`AssistantConfig` and loads the mo
 spec fails the transition with a message naming it); activate creates the subscriptions and the
 one inference thread; deactivate stops them (the model stays loaded); cleanup frees the model.
 
-Frames are kept by header stamp at ``fps`` (:class:`FpsGate`), handed to the worker through a
-latest-wins mailbox and decoded there, so executor callbacks stay cheap and the node never lags
-the camera. Outputs copy the triggering frame's stamp, which makes replays joinable frame-exactly.
+Frames are kept by header stamp at ``fps`` (:class:`FpsGate`), handed to the worker through the
+bounded catch-up backlog and decoded there, so executor callbacks stay cheap and the node never
+lags the camera. Outputs copy the triggering frame's stamp, which makes replays joinable
+frame-exactly. The camera subscription's reliability follows ``image_reliability``; ``auto``
+matches what the camera's publishers offer (:mod:`proassist_ros.ros.qos_adapt`). Services, the
+``task`` topic and parameter changes live in :mod:`proassist_ros.ros.assistant_control`.
 """
 
 from __future__ import annotations
@@ -20,25 +23,26 @@ from typing import Any
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState
 from rclpy.lifecycle import TransitionCallbackReturn as Ret
-from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
-from proassist_ros.msg import AssistantStats, Guidance, TaskState
+from proassist_ros.msg import AssistantStats, Guidance, Task, TaskState
 from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
+from proassist_ros.ros.assistant_control import AssistantControl
 from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.images import ImageDecodeError, image_to_rgb
+from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, ReliabilityChoice
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
 from proassist_ros.runtime.stream import FrameStream, Output
@@ -47,9 +51,12 @@ from proassist_ros.srv import SetTask
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+# /proassist/task: transient local, so a task published before the node came up still arrives.
+TASK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
-class AssistantNode(LifecycleNode):
+class AssistantNode(AssistantControl, LifecycleNode):
     """``/proassist/assistant``: camera frames in; Guidance, TaskState, stats, diagnostics out."""
 
     def __init__(self, **kwargs: Any) -> None:
@@ -65,7 +72,9 @@ class AssistantNode(LifecycleNode):
         self._active = False
         self._entities: dict[str, Any] = {}
         self._subs: list[Any] = []
+        self._camera: CameraSubscription | None = None
         self._camera_topic = ""  # resolved camera topic, for log messages
+        self._qos_resolved = 0  # incompatible-QoS events resolved by an auto re-subscription
         self._state_msg: TaskState | None = None
         self._state_key: tuple | None = None
         self._frame_header: Header | None = None
@@ -104,6 +113,9 @@ class AssistantNode(LifecycleNode):
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
             "set_task": self.create_service(SetTask, "set_task", self._on_set_task,
                                             callback_group=self._ctl_group),
+            "task": self.create_subscription(
+                Task, "task", self._on_task, TASK_QOS, callback_group=self._ctl_group,
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_task_qos)),
             "reset": self.create_service(Trigger, "reset", self._on_reset,
                                          callback_group=self._ctl_group),
             "enable": self.create_service(SetBool, "enable", self._on_enable,
@@ -116,25 +128,28 @@ class AssistantNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> Ret:
         """Subscribe to the camera and user utterances; start the inference thread."""
         cfg = self.cfg
-        reliability = (ReliabilityPolicy.RELIABLE if cfg.image_reliability == "reliable"
-                       else ReliabilityPolicy.BEST_EFFORT)
-        qos = QoSProfile(depth=cfg.image_depth, reliability=reliability)
         msg_type = CompressedImage if cfg.transport == "compressed" else Image
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             matched=self._on_camera_matched)
-        self._subs = [
-            self.create_subscription(msg_type, cfg.subscribed_image_topic, self._on_image, qos,
-                                     event_callbacks=events, callback_group=self._io_group),
-            self.create_subscription(String, "user_utterance", self._on_utterance, 10,
-                                     callback_group=self._ctl_group),
-        ]
+
+        def subscribe(qos: QoSProfile) -> Any:
+            return self.create_subscription(msg_type, cfg.subscribed_image_topic, self._on_image,
+                                            qos, event_callbacks=events,
+                                            callback_group=self._io_group)
+
+        self._camera = CameraSubscription(self, cfg.subscribed_image_topic, cfg.image_reliability,
+                                          cfg.image_depth, subscribe, self._on_camera_qos,
+                                          self._ctl_group)
+        self._camera_topic = self._camera.topic
+        self._subs = [self.create_subscription(String, "user_utterance", self._on_utterance, 10,
+                                               callback_group=self._ctl_group)]
         self.stream.start()
+        self._camera.start()
         self._active = True
         result = super().on_activate(state)
         self.stream.with_session(lambda s: self._publish_state(s.task_state(), force=True))
-        self._camera_topic = self._subs[0].topic_name
-        self.get_logger().info(f"active: {self._camera_topic} ({cfg.image_reliability}, "
-                               f"depth {cfg.image_depth})")
+        self.get_logger().info(f"active: {self._camera_topic} (image_reliability "
+                               f"{cfg.image_reliability}, depth {cfg.image_depth})")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> Ret:
@@ -164,6 +179,9 @@ class AssistantNode(LifecycleNode):
     def stop_stream(self) -> None:
         """Destroy the subscriptions and stop the worker (after its current frame)."""
         self._active = False
+        if self._camera is not None:
+            self._camera.destroy()
+            self._camera = None
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
@@ -172,7 +190,8 @@ class AssistantNode(LifecycleNode):
 
     def _release(self) -> None:
         destroyers = ((LifecyclePublisher, self.destroy_lifecycle_publisher),
-                      (Publisher, self.destroy_publisher), (Timer, self.destroy_timer))
+                      (Publisher, self.destroy_publisher), (Timer, self.destroy_timer),
+                      (Subscription, self.destroy_subscription))
         for entity in self._entities.values():
             next((d for t, d in destroyers if isinstance(entity, t)), self.destroy_service)(entity)
         self._entities = {}
@@ -203,9 +222,25 @@ class AssistantNode(LifecycleNode):
             policy = QoSPolicyKind(int(info.last_policy_kind)).name
         except ValueError:
             policy = str(info.last_policy_kind)
+        auto = self.cfg is not None and self.cfg.image_reliability == AUTO
+        choice = self._camera.choice if self._camera is not None else None
+        if auto and choice is not None and choice.reliability == BEST_EFFORT:
+            # auto already re-subscribed best effort (which matches any publisher) after the
+            # publisher that caused this appeared: resolved. (_on_camera_qos covers the other
+            # order; the choice is set before it reads the counter, so one of the two sees it.)
+            self._qos_resolved = self.stream.counters.values()["incompatible_qos_events"]
         self.get_logger().warning(
             f"a publisher on {self._camera_topic} offers QoS incompatible with ours ({policy}); "
-            "set image_reliability (and image_depth) to match the camera")
+            + ("image_reliability auto adapts to it" if auto
+               else "set image_reliability auto (or to match the camera)"))
+
+    def _on_camera_qos(self, choice: ReliabilityChoice) -> None:
+        """Log each reliability decision once; a re-subscription resolves earlier QoS events."""
+        if self._camera is not None and self._camera.resubscriptions:
+            self._qos_resolved = self.stream.counters.values()["incompatible_qos_events"]
+        depth = self.cfg.image_depth if self.cfg else 0
+        self.get_logger().info(f"camera QoS on {self._camera_topic}: {choice.reliability}, "
+                               f"depth {depth} ({choice.reason})")
 
     def _on_camera_matched(self, info: Any) -> None:
         """Log camera publishers coming and going: 'no frames' is the usual support question."""
@@ -247,7 +282,10 @@ class AssistantNode(LifecycleNode):
 
     def _tick(self) -> None:
         """1 Hz: stats, the TaskState heartbeat and /diagnostics."""
-        snap = self.stream.snapshot(self._active, time.monotonic() - self._qos_event_at)
+        camera = self._camera.choice if self._camera is not None else None
+        snap = dataclasses.replace(
+            self.stream.snapshot(self._active, time.monotonic() - self._qos_event_at),
+            qos_events_resolved=self._qos_resolved, camera_qos=camera.describe() if camera else "")
         now, out = self.get_clock().now().to_msg(), self._entities
         if not out:
             return
@@ -259,66 +297,6 @@ class AssistantNode(LifecycleNode):
         out["diagnostics"].publish(conv.diagnostics_msg(
             snap, level, message, now, f"{self.get_fully_qualified_name()}: stream",
             self.cfg.device if self.cfg else ""))
-
-    # ---- control -----------------------------------------------------------------------------
-    def _on_set_task(self, req: SetTask.Request, resp: SetTask.Response) -> SetTask.Response:
-        def set_task(session: Any) -> str:
-            session.set_task(req.goal, knowledge=req.knowledge, steps=tuple(req.steps),
-                             reset_context=req.reset_context)
-            self._publish_state(session.task_state(), force=True)  # under the session lock:
-            return session.session_id                               # never overtaken by a frame
-
-        try:
-            resp.session_id = self.stream.with_session(set_task)
-        except Exception as exc:  # noqa: BLE001 - the engine validates; the caller gets why
-            resp.success, resp.message = False, f"{type(exc).__name__}: {exc}"
-            return resp
-        if req.reset_context:
-            self.stream.reset_grid()
-        resp.success, resp.message = True, f"task set: {req.goal!r}"
-        return resp
-
-    def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
-        def reset(session: Any) -> str:
-            session.reset()
-            self._publish_state(session.task_state(), force=True)
-            return session.session_id
-
-        try:
-            resp.success, resp.message = True, f"session reset: {self.stream.with_session(reset)}"
-        except RuntimeError as exc:  # not configured
-            resp.success, resp.message = False, str(exc)
-        self.stream.reset_grid()
-        return resp
-
-    def _on_enable(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
-        self.stream.enabled = bool(req.data)
-        if not req.data:
-            self.stream.discard_pending()
-        try:  # TaskState says PAUSED while disabled
-            self.stream.with_session(lambda session: self._publish_state(session.task_state()))
-        except RuntimeError:
-            pass  # not configured: nothing to publish
-        resp.success, resp.message = True, "enabled" if req.data else "disabled"
-        return resp
-
-    def _validate_params(self, changed: list[Parameter]) -> SetParametersResult:
-        for p in changed:
-            problem = params.change_problem(p.name, p.value, self.cfg)
-            if problem:
-                return SetParametersResult(successful=False, reason=problem)
-        return SetParametersResult(successful=True)
-
-    def _apply_params(self, changed: list[Parameter]) -> None:
-        changes = {p.name: p.value for p in changed if p.name in params.RUNTIME_PARAMS}
-        if self.cfg is None or not changes:
-            return
-        self.cfg = self.cfg.with_changes(changes)
-        if "fps" in changes:
-            self.stream.set_fps(self.cfg.fps)
-        policies = {k: v for k, v in changes.items() if k in params.ENGINE_POLICIES}
-        if policies:
-            self.stream.with_session(lambda s: s.update_config(**policies))
 
 
 def main(argv: list[str] | None = None) -> int:

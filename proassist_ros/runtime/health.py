@@ -34,6 +34,10 @@ class StatsSnapshot:
     active: bool = False
     enabled: bool = True
     seconds_since_qos_event: float = float("inf")
+    # image_reliability auto: incompatible-QoS events up to the last re-subscription were
+    # resolved by it (a best-effort camera appearing while subscribed reliable), not a problem.
+    qos_events_resolved: int = 0
+    camera_qos: str = ""              # the camera subscription's reliability and why
 
 
 class StreamCounters:
@@ -75,8 +79,9 @@ def assess(now: StatsSnapshot, before: StatsSnapshot | None,
     if now.real_time_factor > 1.0 or now.overwritten > before.overwritten:
         problems.append(f"falling behind the camera (real-time factor {now.real_time_factor:.2f},"
                         f" {now.overwritten - before.overwritten} frames replaced before inference)")
-    if now.incompatible_qos_events and (now.seconds_since_qos_event < qos_warn_window_s
-                                        or now.input_rate_hz == 0.0):
+    unresolved = now.incompatible_qos_events > now.qos_events_resolved
+    if unresolved and (now.seconds_since_qos_event < qos_warn_window_s
+                       or now.input_rate_hz == 0.0):
         problems.append(f"{now.incompatible_qos_events} incompatible-QoS event(s) on the camera "
                         "topic (check image_reliability against the publisher)")
     if now.decode_errors > before.decode_errors:

@@ -69,6 +69,16 @@ class OutputDrain:
         with self._lock:
             return any(needle in line for line in self.lines)
 
+    def count(self, needle: str) -> int:
+        """Lines so far that contain ``needle``."""
+        with self._lock:
+            return sum(needle in line for line in self.lines)
+
+    def snapshot(self) -> list[str]:
+        """A copy of the lines so far (safe to index while the reader appends)."""
+        with self._lock:
+            return list(self.lines)
+
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """Complete lines of a JSONL file that may still be growing ([] if it does not exist)."""

@@ -1,7 +1,9 @@
 """A camera stand-in for the node tests: a separate process publishing frames at a fixed rate.
 
 Publishes sensor_msgs/Image (rgb8, bgr8, mono8) or sensor_msgs/CompressedImage (jpeg, png) with
-best-effort sensor-data QoS, as camera drivers do, and deterministic header stamps
+``--qos default`` (rclpy's default publisher QoS: reliable, keep-last 10, what a stock rclpy or
+rclcpp camera node uses) or ``--qos sensor`` (best-effort sensor-data QoS, as many camera drivers
+do), and deterministic header stamps
 (``start + i / rate``, in integer nanoseconds) so a test knows exactly which frames the node's
 2 fps gate keeps. Frames listed in ``--malformed`` are broken on purpose (truncated data for raw
 images, alternating with an unsupported encoding; garbage bytes for compressed ones).
@@ -9,7 +11,12 @@ images, alternating with an unsupported encoding; garbage bytes for compressed o
 It waits until a subscriber is matched before the first frame (with ``--go-on-stdin``, also for a
 line on stdin: the publisher matching the reader does not mean the reader has matched the
 publisher yet, and best-effort frames sent in between are lost), prints one JSON line per frame
-(``{"i", "stamp_ns", "malformed"}``) and a final ``{"done": n}`` line, then exits.
+(``{"i", "stamp_ns", "malformed"}``) and a final ``{"done": n, "acked": bool}`` line, then exits.
+A reliable publisher first waits until every subscriber acknowledged every frame, so a test
+that counts frames never races the last ones.
+
+Whether it loads the project's Fast DDS profile is up to its environment
+(``FASTDDS_DEFAULT_PROFILES_FILE``): the node tests start it without, as a user's camera runs.
 """
 
 from __future__ import annotations
@@ -21,11 +28,13 @@ import time
 
 import numpy as np
 import rclpy
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.duration import Duration
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 RAW = {"rgb8": 3, "bgr8": 3, "mono8": 1}
 COMPRESSED = ("jpeg", "png")
+QOS = {"default": QoSProfile(depth=10), "sensor": qos_profile_sensor_data}
 
 
 def _pixels(i: int, width: int, height: int, channels: int) -> np.ndarray:
@@ -80,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", type=float, default=1_700_000_000.0, help="first stamp (s)")
     p.add_argument("--frame-id", default="head_camera_optical_frame")
     p.add_argument("--malformed", default="", help="comma-separated frame indices to break")
+    p.add_argument("--qos", choices=list(QOS), default="default",
+                   help="default: reliable keep-last 10; sensor: best-effort keep-last 5")
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a subscriber")
     p.add_argument("--go-on-stdin", action="store_true",
                    help="after matching, start only when a line arrives on stdin")
@@ -89,18 +100,13 @@ def main(argv: list[str] | None = None) -> int:
 
     rclpy.init()
     node = rclpy.create_node("camera_publisher")
+
+    def say(record: dict) -> None:
+        print(json.dumps(record), flush=True)
+
     msg_type = CompressedImage if compressed else Image
     topic = f"{args.topic}/compressed" if compressed else args.topic
-    pub = node.create_publisher(msg_type, topic, qos_profile_sensor_data)
-    deadline = time.monotonic() + args.wait
-    while pub.get_subscription_count() == 0:
-        if time.monotonic() > deadline:
-            print(json.dumps({"error": f"no subscriber on {topic}"}), flush=True)
-            return 2
-        time.sleep(0.02)
-    print(json.dumps({"matched": topic}), flush=True)
-    if args.go_on_stdin:  # the test says when the subscriber's side has matched us too
-        sys.stdin.readline()
+    pub = node.create_publisher(msg_type, topic, QOS[args.qos])
 
     start_ns = round(args.start * 1e9)
     period_ns = round(1e9 / args.rate)
@@ -113,19 +119,29 @@ def main(argv: list[str] | None = None) -> int:
         msg.header.frame_id = args.frame_id
         frames.append((msg, stamp))
 
+    deadline = time.monotonic() + args.wait
+    while pub.get_subscription_count() == 0:
+        if time.monotonic() > deadline:
+            say({"error": f"no subscriber on {topic}"})
+            return 2
+        time.sleep(0.02)
+    say({"matched": topic})
+    if args.go_on_stdin:  # the test says when the subscriber's side has matched us too
+        sys.stdin.readline()
+
     t0 = time.monotonic()
     for i, (msg, stamp) in enumerate(frames):
         delay = t0 + i * period_ns / 1e9 / args.speed - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing the camera, not synchronising with the test
         pub.publish(msg)
-        print(json.dumps({"i": i, "stamp_ns": stamp, "malformed": i in broken}), flush=True)
+        say({"i": i, "stamp_ns": stamp, "malformed": i in broken})
+    acked = pub.wait_for_all_acked(Duration(seconds=15))  # best effort: True at once
     rclpy.spin_once(node, timeout_sec=0.3)  # let the last samples leave before tearing down
-    print(json.dumps({"done": len(frames)}), flush=True)
+    say({"done": len(frames), "acked": acked})
     node.destroy_node()
     rclpy.shutdown()
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())
