@@ -151,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
         from proassist_ros.eval.cli import main as eval_main
 
         return eval_main(argv[1:])
+    if argv[:2] == ["train", "vision"]:  # stage 1: tower pretraining, feature pre-extraction
+        from proassist_ros.train.vision_cli import main as vision_main
+
+        return vision_main(argv[2:])
     if argv[:1] == ["train"]:
         from proassist_ros.train.cli import main as train_main
 
@@ -170,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
     sub.add_parser("bench", help="speed, catch-up and memory benchmarks (plots in bench_output/)")
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")
-    sub.add_parser("train", help="fine-tune on dataset bags: NFS + LoRA + projector (train --help)")
+    sub.add_parser("train", help="fine-tune on dataset bags: NFS + LoRA + projector (train --help); "
+                                 "stage 1: train vision {pretrain,features} --help")
     sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
                                   "(replay --help)")
     sub.add_parser("bringup", help="assistant + TTS nodes in one process (args: --params-file F, --ros-args ...)")
