@@ -79,9 +79,9 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self._state_key: tuple | None = None
         self._frame_header: Header | None = None
         self._prev_snap, self._qos_event_at = None, float("-inf")
-        # Camera callbacks never wait behind control; control (lifecycle services included, the
-        # default group) is serialised, so a cleanup never races the timer or a service.
-        self._io_group = MutuallyExclusiveCallbackGroup()
+        # Camera callbacks (each camera subscription has a group of its own, see on_activate)
+        # never wait behind control; control (lifecycle services included, the default group) is
+        # serialised, so a cleanup never races the timer or a service.
         self._ctl_group = self.default_callback_group
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -133,9 +133,12 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                             matched=self._on_camera_matched)
 
         def subscribe(qos: QoSProfile) -> Any:
+            # A group of its own per subscription: should rclpy fail to run an event of a
+            # subscription destroyed by a re-subscription (spin.py), only that dead subscription's
+            # group stays marked busy, never the camera callbacks of the new one.
             return self.create_subscription(msg_type, cfg.subscribed_image_topic, self._on_image,
                                             qos, event_callbacks=events,
-                                            callback_group=self._io_group)
+                                            callback_group=MutuallyExclusiveCallbackGroup())
 
         self._camera = CameraSubscription(self, cfg.subscribed_image_topic, cfg.image_reliability,
                                           cfg.image_depth, subscribe, self._on_camera_qos,

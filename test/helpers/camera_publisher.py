@@ -103,7 +103,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def say(record: dict) -> None:
         print(json.dumps(record), flush=True)
-
     msg_type = CompressedImage if compressed else Image
     topic = f"{args.topic}/compressed" if compressed else args.topic
     pub = node.create_publisher(msg_type, topic, QOS[args.qos])
@@ -142,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     node.destroy_node()
     rclpy.shutdown()
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main())
