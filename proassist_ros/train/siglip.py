@@ -58,13 +58,16 @@ class TowerSettings:
 class SiglipPair(nn.Module):
     """Image tower + text tower + SigLIP's learnable temperature t' and bias b."""
 
-    def __init__(self, settings: TowerSettings, vocab: CaptionVocab, targets: str = "phrases") -> None:
+    def __init__(self, settings: TowerSettings, vocab: CaptionVocab, targets: str = "phrases",
+                 bias_init: float = -10.0) -> None:
         super().__init__()
         self.vocab, self.targets = vocab, targets
         self.vision = build_vision_tower(settings.vision_config()).train()
         self.text = SiglipTextModel(settings.text_config(vocab)).train()
         self.logit_scale = nn.Parameter(torch.tensor(math.log(10.0)))
-        self.logit_bias = nn.Parameter(torch.tensor(-10.0))
+        # SigLIP's −10 suits 32k-pair batches with one positive per row; a 64-frame batch against
+        # ~140 phrases has ~7 % positives, so the trainer starts b near logit(0.1) (docs).
+        self.logit_bias = nn.Parameter(torch.tensor(float(bias_init)))
 
     def embed_images(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.vision(pixel_values=pixels).pooler_output  # = ProAssist frame token 1

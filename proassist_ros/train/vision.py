@@ -33,8 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from proassist_ros.train.siglip import SiglipPair, TowerSettings, caption_labels, sigmoid_loss, target_labels
-from proassist_ros.train.tower import (
+from proassist_ros.model.tower import (
     CONFIG_FILE,
     TOWER_FILE,
     VISION_FIELDS,
@@ -42,6 +41,7 @@ from proassist_ros.train.tower import (
     read_tower_config,
     tower_overrides,
 )
+from proassist_ros.train.siglip import SiglipPair, TowerSettings, caption_labels, sigmoid_loss, target_labels
 from proassist_ros.train.vision_ckpt import checkpoint_root, latest_checkpoint, load_checkpoint, save_checkpoint
 from proassist_ros.train.vision_data import (
     CaptionVocab,
@@ -57,11 +57,11 @@ __all__ = ["PRESETS", "SiglipPair", "TowerSettings", "caption_labels", "draw_bat
 
 PRESETS: dict[str, dict[str, Any]] = {
     # ~30 min on 2 shared CPU cores (docs/vision_pretraining.md has the measurements).
-    "default": dict(image_size=128, patch_size=16, hidden=256, layers=4, heads=4, steps=600, batch=64,
-                    per_video=8, lr=1e-3, fps=1.0, ckpt_every=50),
+    "default": dict(image_size=128, patch_size=16, hidden=256, layers=4, heads=4, steps=1000, batch=64,
+                    per_video=8, lr=3e-4, bias_init=-2.0, fps=1.0, ckpt_every=50),
     # seconds: for tests and for checking a setup end to end.
     "smoke": dict(image_size=32, patch_size=8, hidden=32, layers=2, heads=2, steps=12, batch=16,
-                  per_video=8, lr=3e-3, fps=1.0, ckpt_every=4),
+                  per_video=8, lr=3e-3, bias_init=-2.0, fps=1.0, ckpt_every=4),
 }
 LOGIT_LR_SCALE = 10.0  # t' and b learn at this multiple of the tower's rate: short runs, small batches
 TEXT_FILE, VOCAB_FILE, EVAL_FILE, LOG_FILE = ("text_tower.safetensors", "text_vocab.json", "vision_eval.json",
@@ -155,7 +155,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                    image_size: int | None = None, patch_size: int | None = None, hidden: int | None = None,
                    layers: int | None = None, heads: int | None = None, intermediate: int | None = None,
                    steps: int | None = None, batch: int | None = None, per_video: int | None = None,
-                   lr: float | None = None, seed: int = 0, targets: str = "phrases",
+                   lr: float | None = None, bias_init: float | None = None, seed: int = 0, targets: str = "phrases",
                    resume: bool = True, fps: float | None = None, ckpt_every: int | None = None,
                    stop_after: int | None = None, augment_frames: bool = True, evaluate: bool = True,
                    cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True) -> Path:
@@ -173,7 +173,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r} ({' | '.join(PRESETS)})")
     given = dict(image_size=image_size, patch_size=patch_size, hidden=hidden, layers=layers, heads=heads,
-                 steps=steps, batch=batch, per_video=per_video, lr=lr, fps=fps, ckpt_every=ckpt_every)
+                 steps=steps, batch=batch, per_video=per_video, lr=lr, bias_init=bias_init, fps=fps,
+                 ckpt_every=ckpt_every)
     p = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
     settings = TowerSettings(p["image_size"], p["patch_size"], p["hidden"], p["layers"], p["heads"], intermediate or 0)
     out = Path(out_dir)
@@ -184,6 +185,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     vocab = CaptionVocab.build([t for c in {data.captions[i] for i in train_idx} for t in text_targets(c, targets)])
     run = {"settings": dataclasses.asdict(settings), "vocab": vocab.to_dict(),
            "train": {"steps": p["steps"], "batch": p["batch"], "per_video": p["per_video"], "lr": p["lr"],
+                     "bias_init": p["bias_init"],
                      "targets": targets, "logit_lr_scale": LOGIT_LR_SCALE, "seed": seed,
                      "augment": augment_frames},
            "data": {"fps": p["fps"], "frames": len(train_idx), "videos": len({data.videos[i] for i in train_idx}),
@@ -194,7 +196,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        pair = SiglipPair(settings, vocab, targets).to(dev)
+        pair = SiglipPair(settings, vocab, targets, bias_init=p["bias_init"]).to(dev)
     opt = _optimizer(pair, p["lr"], run["train"]["logit_lr_scale"])
     if not resume:  # start over: an older run's checkpoints must never be picked up later
         shutil.rmtree(checkpoint_root(out), ignore_errors=True)

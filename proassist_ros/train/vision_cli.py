@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="default", choices=("default", "smoke"))
     for name, typ in (("image-size", int), ("patch-size", int), ("hidden", int), ("layers", int), ("heads", int),
                       ("intermediate", int), ("steps", int), ("batch", int), ("per-video", int), ("lr", float),
-                      ("fps", float), ("ckpt-every", int), ("stop-after", int)):
+                      ("bias-init", float), ("fps", float), ("ckpt-every", int), ("stop-after", int)):
         p.add_argument(f"--{name}", type=typ)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default="phrases", choices=("phrases", "captions"),
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
             args.data, args.out, val=args.val, preset=args.preset, image_size=args.image_size,
             patch_size=args.patch_size, hidden=args.hidden, layers=args.layers, heads=args.heads,
             intermediate=args.intermediate, steps=args.steps, batch=args.batch, per_video=args.per_video,
-            lr=args.lr, seed=args.seed, targets=args.targets, resume=not args.no_resume, fps=args.fps,
+            lr=args.lr, bias_init=args.bias_init, seed=args.seed, targets=args.targets,
+            resume=not args.no_resume, fps=args.fps,
             ckpt_every=args.ckpt_every,
             stop_after=args.stop_after, augment_frames=not args.no_augment, evaluate=not args.no_eval,
             cache_dir=args.cache_dir, device=args.device, progress=not args.quiet)
@@ -69,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         print(ev.read_text() if ev.is_file() else f"stopped; resume with the same command ({out})")
         return 0
     from proassist_ros.model import load
+    from proassist_ros.model.tower import load_tower_into, tower_overrides
     from proassist_ros.train.features import extract_features
-    from proassist_ros.train.tower import load_tower_into, tower_overrides
 
     kw = {}
     if args.model in ("embedded", "tiny"):
         kw["tokens_per_frame"] = args.tokens_per_frame
         if args.tower and args.model == "embedded":
-            kw.update(tower_overrides(args.tower))
+            kw.update(tower_overrides(args.tower), weights="random")
     model = load(args.model, **kw)
     if args.tower:
         load_tower_into(model, args.tower)
