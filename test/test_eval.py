@@ -94,6 +94,18 @@ def test_sampling_is_the_nodes_stamp_grid(bags):
     assert ts == pytest.approx([0.5 * k for k in range(12)])
 
 
+def test_sampling_decodes_only_the_kept_frames(bags, monkeypatch):
+    """The fps gate runs before JPEG/raw decoding: a 1 FPS pass over a 2 FPS bag decodes half."""
+    import proassist_ros.ros.images as images
+    from proassist_ros.data.dataset import read_episode
+
+    real, decoded = images.image_to_rgb, []
+    monkeypatch.setattr(images, "image_to_rgb", lambda msg: decoded.append(1) or real(msg))
+    kept = [t for t, _ in sampled_frames(read_episode(bags / "a"), 1.0, T0)]
+    assert kept == pytest.approx([1.0 * k for k in range(6)])
+    assert len(decoded) == len(kept)
+
+
 def test_bag_without_camera_and_unknown_storage_fail_clearly(bags, tmp_path, capsys):
     ep = episode("x")
     ep.frames = None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,13 @@ def read_episode_base(path: Path | str) -> tuple[Episode, int]:
     def t(ns: int) -> float:
         return (ns - base) / NS
 
-    def frames() -> Iterator[tuple[float, np.ndarray]]:
+    def frames(keep: Callable[[float], bool] | None = None) -> Iterator[tuple[float, np.ndarray]]:
+        """(t, rgb) per camera message; ``keep(t)`` False skips a frame before it is decoded."""
         from proassist_ros.ros.images import ImageDecodeError, image_to_rgb
 
         for i, (stamp, msg) in enumerate(camera_messages(path)):
+            if keep is not None and not keep(t(stamp)):
+                continue
             try:
                 yield t(stamp), image_to_rgb(msg)
             except ImageDecodeError as exc:

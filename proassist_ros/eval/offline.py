@@ -12,6 +12,7 @@ states, and the timings; ``score`` turns it into the paper's metric (``eval.metr
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -86,8 +87,15 @@ def sampled_frames(episode: Episode, fps: float, t0_ns: int = 0) -> Iterator[tup
     if episode.frames is None:
         raise ValueError(f"{episode.meta.video_id}: the episode has no frames")
     gate = FpsGate(fps)
+
+    def keep(t: float) -> bool:
+        return gate.offer(t0_ns + round(t * NS_PER_S))
+
+    if "keep" in inspect.signature(episode.frames).parameters:  # bags: gate before decoding
+        yield from episode.frames(keep=keep)
+        return
     for t, rgb in episode.frames():
-        if gate.offer(t0_ns + round(t * NS_PER_S)):
+        if keep(t):
             yield t, rgb
 
 
