@@ -49,7 +49,7 @@ def _params(out: Path, model: str) -> Path:
     path.write_text(
         "/**:\n  ros__parameters:\n"
         f"    model: {json.dumps(model)}\n"
-        "    fps: 2.0\n    theta: 0.3\n    context_strategy: ips\n"
+        "    fps: 2.0\n    theta: -1.0\n    context_strategy: ips\n"  # θ < 0: the model's own
         "    transport: compressed\n"
         f"    output_dir: {json.dumps(str((out / 'wav').resolve()))}\n"
         "    reply_max_tokens: 40\n"

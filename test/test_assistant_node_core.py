@@ -31,9 +31,22 @@ T0 = 1_700_000_000 * NS
 def test_param_table_matches_config_and_engine_defaults():
     assert {p.name: p.default for p in PARAMS} == dataclasses.asdict(AssistantConfig())
     engine = EngineConfig()
+    own = AssistantConfig().engine_config({})  # θ < 0 / context_limit 0: the model's, else the engine's
     for name in (*ENGINE_POLICIES, *ENGINE_SETUP):
-        assert getattr(AssistantConfig(), name) == getattr(engine, name), name
+        assert getattr(own, name) == getattr(engine, name), name
     assert set(ENGINE_POLICIES) <= RUNTIME_PARAMS
+
+
+def test_model_own_theta_and_context_limit():
+    """θ < 0 and context_limit 0 (the defaults) take the model's trained settings; explicit
+    values win; a limit in (0, 256) is refused by name."""
+    shipped = {"theta": 0.42, "context_limit": 1024, "reserve": 96}
+    eng = AssistantConfig().engine_config(shipped)
+    assert (eng.theta, eng.context_limit, eng.reserve) == (0.42, 1024, 96)
+    eng = AssistantConfig(theta=0.7, context_limit=2048).engine_config(shipped)
+    assert (eng.theta, eng.context_limit, eng.reserve) == (0.7, 2048, 128)
+    with pytest.raises(ValueError, match="context_limit"):
+        AssistantConfig.from_values({"context_limit": 100})
 
 
 def test_engine_config_from_node_config():
@@ -73,7 +86,8 @@ def test_compressed_topic_and_runtime_changes():
     assert cfg.subscribed_image_topic == "/cam/image_raw/compressed"
     assert AssistantConfig().subscribed_image_topic == "/camera/image_raw"
     assert change_problem("theta", 0.9, cfg) is None
-    assert "theta" in change_problem("theta", -0.1, cfg)
+    assert change_problem("theta", -1.0, cfg) is None  # back to the model's own θ
+    assert "theta" in change_problem("theta", -1.5, cfg)
     assert "configure" in change_problem("model", "tiny", cfg)
     assert change_problem("model", "tiny", None) is None  # unconfigured: allowed
     assert change_problem("model", cfg.model, cfg) is None  # unchanged value: allowed

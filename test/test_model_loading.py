@@ -256,7 +256,8 @@ def test_embedded_prepare_is_idempotent_and_fast_when_cached(tmp_path):
 
 
 def test_embedded_loads_from_its_cache(tmp_path, monkeypatch, caplog):
-    """load("embedded") = cached LLM dir + seeded random SigLIP (224 px) + projector, untrained.
+    """load("embedded", weights="random") = cached LLM dir + seeded random SigLIP (224 px) +
+    projector, untrained (the shipped weights: test_shipped_model.py).
 
     A tiny stand-in LLM in the cache keeps this fast; the real cache holds the converted
     SmolLM2-135M-Instruct (``python -m proassist_ros.model.embedded --prepare``).
@@ -275,13 +276,13 @@ def test_embedded_loads_from_its_cache(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("PROASSIST_CACHE_DIR", str(tmp_path))
 
     with caplog.at_level("WARNING"):
-        model = load("embedded", tokens_per_frame=5, seed=3)
+        model = load("embedded", tokens_per_frame=5, seed=3, weights="random")
     assert "UNTRAINED" in caplog.text
     cfg = model.config
     assert (cfg.chat_format, cfg.tokens_per_frame, cfg.untrained, cfg.image_size) == ("chatml", 5, True, 224)
     assert model.chat.img_token_id == model.vocab_size == len(tok) == 49152
     assert torch.equal(model.llm.lm_head.weight, llm.lm_head.weight)
-    again = load("embedded", tokens_per_frame=5, seed=3)  # seeded: same random vision tower
+    again = load("embedded", tokens_per_frame=5, seed=3, weights="random")  # seeded: same random vision tower
     assert torch.equal(again.vision.head.probe, model.vision.head.probe)
     feats = model.embed_frames(random_frames(1, 240, 320))
     assert feats.shape == (1, 5, 64)

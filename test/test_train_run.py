@@ -105,3 +105,26 @@ def test_a_bag_without_references_is_refused(bags, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert str(bag) in err and "has no /proassist/reference turns" in err
+
+
+def test_ship_packages_tower_and_adapter_in_fp16(bags, smoke_run, tmp_path):
+    """`train.ship` = what load("embedded") reads: the tower in fp16, the adapter as trained, θ."""
+    from proassist_ros.train.ship import ship
+    from proassist_ros.train.vision import pretrain_tower
+
+    tower = pretrain_tower(bags, tmp_path / "tower", preset="smoke", heads=1, intermediate=128, steps=2,
+                           progress=False, evaluate=False)
+    out = ship(tower, smoke_run / "adapter", 0.35, tmp_path / "shipped")
+    assert sorted(f.name for f in out.iterdir()) == ["adapter.safetensors", "adapter_config.json",
+                                                     "tower.safetensors", "vision_config.json"]
+    fp32 = load_file(str(tower / "tower.safetensors"))
+    shipped = load_file(str(out / "tower.safetensors"))
+    assert set(shipped) == set(fp32) and all(v.dtype == torch.float16 for v in shipped.values())
+    assert all(torch.equal(shipped[k], v.half()) for k, v in fp32.items())
+    assert (out / "adapter.safetensors").read_bytes() == (smoke_run / "adapter" / "adapter.safetensors").read_bytes()
+    info = json.loads((out / "adapter_config.json").read_text())
+    assert info["theta"] == 0.35 and info["context_limit"] == 512
+    with pytest.raises(ValueError, match="theta"):
+        ship(tower, smoke_run / "adapter", 1.5, tmp_path / "bad")
+    with pytest.raises(FileNotFoundError, match="not a proassist adapter directory"):
+        ship(tower, tmp_path, 0.3, tmp_path / "bad")

@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", help="bags (directory or .mcap/.db3) or directories of bags")
     p.add_argument("--model", default="embedded", help="model spec: embedded, tiny or a checkpoint directory")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--threshold", type=float, help="θ: silent iff P(silence) > θ (default 0.3)")
+    g.add_argument("--threshold", type=float, help="θ: silent iff P(silence) > θ (default: the model's own, else 0.3)")
     g.add_argument("--sweep", help="θ sweep START:STOP:STEP, e.g. 0.1:0.9:0.1")
     p.add_argument("--strategy", default="ips", choices=CONTEXT_STRATEGIES, help="context strategy")
     p.add_argument("--no-knowledge", action="store_true", help="do not give the recipe (task knowledge)")
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", default="default",
                    help="matching window by dataset name (spec §5.1 table: ego4d, wtag, ...; default ±2.5 s)")
     p.add_argument("--window-s", help="matching window in seconds LEFT,RIGHT (overrides --window), e.g. -2,4")
-    p.add_argument("--context-limit", type=int, help="context limit L in tokens (default: 4096)")
+    p.add_argument("--context-limit", type=int, help="context limit L in tokens (default: the model's own, else 4096)")
     p.add_argument("--reply-max-tokens", type=int, default=100)
     p.add_argument("--compare-model", help="a second model spec, scored as a baseline at its best θ")
     p.add_argument("--rule-k", type=float, help="rule baseline period (s); default: best on these bags")
@@ -53,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     try:
-        thetas = parse_sweep(args.sweep) if args.sweep else [args.threshold if args.threshold is not None else 0.3]
+        from proassist_ros.model.loader import default_settings
+
+        own = default_settings(args.model).get("theta", 0.3) if not args.sweep and args.threshold is None else None
+        thetas = parse_sweep(args.sweep) if args.sweep else [args.threshold if args.threshold is not None else own]
         if not all(0.0 <= t <= 1.0 for t in thetas):
             raise ValueError(f"θ must be in [0, 1], got {thetas}")
         window_s = None

@@ -40,16 +40,19 @@ class EvalSettings:
     fps: float = 2.0
     window: str = "default"                 # a dataset name for the spec's window table
     window_s: tuple[float, float] | None = None   # overrides `window`
-    context_limit: int | None = None        # None: the model's / EngineConfig default
+    context_limit: int | None = None        # None: the model's own (default_settings), else 4096
     reply_max_tokens: int = 100
     compare_model: str | None = None        # a second model, scored at its own best θ
     rule_k: float | None = None             # None: the best k on these bags (say so in the report)
     vision_batch: int = 32
 
-    def engine_config(self, theta: float) -> EngineConfig:
+    def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
         kw: dict = dict(theta=theta, context_strategy=self.strategy,
                         reply_max_tokens=self.reply_max_tokens)
-        if self.context_limit is not None:
+        if self.context_limit is None and model_defaults and "context_limit" in model_defaults:
+            kw["context_limit"] = int(model_defaults["context_limit"])
+            kw["reserve"] = int(model_defaults.get("reserve", 128))
+        elif self.context_limit is not None:
             kw["context_limit"] = self.context_limit
             kw["reserve"] = min(128, self.context_limit // 8)
             kw["drop_middle_keep_last"] = min(512, self.context_limit // 4)
@@ -106,14 +109,17 @@ def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: in
     mine = [(i, b) for i, b in enumerate(bags) if i % world == rank]
     if not mine:
         return []
+    from proassist_ros.model.loader import default_settings
+
     model = _load_model(model_spec, settings)
+    defaults = default_settings(model_spec)
     out = []
     bar = tqdm(total=len(mine) * len(settings.thetas), unit="run", disable=not show_progress,
                desc=f"eval {Path(model_spec).name}" + (f" [rank {rank}]" if world > 1 else ""))
     for i, bag in mine:
         episode, t0_ns = read_episode_base(bag)
         for theta in settings.thetas:
-            run = run_episode(model, episode, settings.engine_config(theta), fps=settings.fps,
+            run = run_episode(model, episode, settings.engine_config(theta, defaults), fps=settings.fps,
                               use_knowledge=settings.knowledge, t0_ns=t0_ns,
                               vision_batch=settings.vision_batch)
             out.append({"index": i, "bag": str(bag), "t0_ns": t0_ns, "theta": theta, "run": run.to_dict()})

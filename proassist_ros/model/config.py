@@ -45,6 +45,9 @@ class ProAssistConfig:
     source: str = ""  # where the weights came from (free text, for logs)
     llm: dict[str, Any] = field(default_factory=dict)  # LlamaConfig.to_dict()
     vision: dict[str, Any] = field(default_factory=dict)  # SiglipVisionConfig.to_dict()
+    # Run-time settings the weights were trained / tuned for (context_limit, reserve, theta); the
+    # node and `proassist eval` use them unless told otherwise (loader.default_settings).
+    defaults: dict[str, Any] = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:

@@ -6,10 +6,15 @@ so ``python -m proassist_ros.model.embedded --prepare`` converts it once into a 
 safetensors directory under ``$PROASSIST_CACHE_DIR/embedded/`` (config + weights + tokenizer);
 later loads take well under a second. ``load("embedded")`` builds the cache on demand.
 
-The vision tower (SigLIP, 224 px, 16 px patches, hidden 384, 6 layers) and the projector are
-seeded random initialisations: until ProAssist fine-tuning exists for this backbone the model is
-**untrained** for the task (``config.untrained = True``) — its speak/silence decisions and
-replies only exercise the pipeline.
+``weights`` picks what goes on top of the LLM (docs/model_card.md):
+
+- ``"shipped"`` (default): the model trained the paper's way and committed in
+  ``model/weights/embedded/`` — the stage-1 SigLIP tower, the projector and the LoRA (merged
+  into the LLM at load), fp16. Its context limit L and θ come with it (``config.defaults``).
+- ``"tower"``: the shipped tower only, with a seeded random projector and no LoRA — where stage 2
+  starts (``proassist train --model embedded``); untrained for ProAssist.
+- ``"random"``: a seeded random tower of any shape (``image_size``, ``patch_size``,
+  ``vision_hidden``, ``vision_layers``) and projector; untrained. For tests and new recipes.
 """
 
 from __future__ import annotations
@@ -75,53 +80,98 @@ def prepare(verbose: bool = True) -> Path:
     return target
 
 
+WEIGHTS_DIR = Path(__file__).with_name("weights") / "embedded"
+RANDOM_TOWER = dict(image_size=224, patch_size=16, vision_hidden=384, vision_layers=6)
+WEIGHTS = ("shipped", "tower", "random")
+
+
+def _shipped_tower(overrides: dict[str, int | None]) -> dict[str, int]:
+    """The shipped tower's shape; an override that disagrees is an error (use weights="random")."""
+    from proassist_ros.model.tower import tower_overrides
+
+    shape = tower_overrides(WEIGHTS_DIR)
+    bad = [f"{k}={v} (shipped: {shape[k]})" for k, v in overrides.items() if v is not None and v != shape[k]]
+    if bad:
+        raise ValueError(f"the shipped embedded tower does not have {', '.join(bad)}; "
+                         "pass weights='random' for a random tower of another shape")
+    return shape
+
+
 def load_embedded(
     tokens_per_frame: int = 1,
     seed: int = 0,
-    image_size: int = 224,
-    patch_size: int = 16,
-    vision_hidden: int = 384,
-    vision_layers: int = 6,
+    image_size: int | None = None,
+    patch_size: int | None = None,
+    vision_hidden: int | None = None,
+    vision_layers: int | None = None,
+    weights: str = "shipped",
 ) -> Any:
-    """SmolLM2-135M-Instruct (cached safetensors) + seeded random SigLIP tower and projector."""
+    """SmolLM2-135M-Instruct (cached safetensors) + tower + projector (+ LoRA) per ``weights``."""
     import logging
 
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM, SiglipVisionConfig
 
+    from proassist_ros.model.adapter import apply_adapter, read_adapter_config
     from proassist_ros.model.assemble import build_model
     from proassist_ros.model.config import ProAssistConfig
     from proassist_ros.model.tokenizer import add_image_token
+    from proassist_ros.model.tower import load_tower_into
 
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
+    given = dict(image_size=image_size, patch_size=patch_size, vision_hidden=vision_hidden,
+                 vision_layers=vision_layers)
+    info: dict = {}
+    if weights == "random":
+        shape = {k: RANDOM_TOWER[k] if v is None else v for k, v in given.items()}
+    else:
+        shape = _shipped_tower(given)
+    if weights == "shipped":
+        info = read_adapter_config(WEIGHTS_DIR)
+        if tokens_per_frame != info["tokens_per_frame"]:
+            raise ValueError(f"the shipped embedded model has I={info['tokens_per_frame']} tokens per frame, "
+                             f"not {tokens_per_frame}; pass weights='tower' or 'random' to train another I")
     path = prepare(verbose=not embedded_cache_path().is_dir())  # progress only when building
     llm = LlamaForCausalLM.from_pretrained(
         str(path), local_files_only=True, use_safetensors=True, dtype=torch.float32, attn_implementation="sdpa"
     ).eval()
     tok = add_image_token(AutoTokenizer.from_pretrained(str(path), local_files_only=True))
+    hidden = shape["vision_hidden"]
     vision = SiglipVisionConfig(
-        image_size=image_size,
-        patch_size=patch_size,
-        hidden_size=vision_hidden,
-        intermediate_size=4 * vision_hidden,
-        num_hidden_layers=vision_layers,
-        num_attention_heads=max(1, vision_hidden // 64),
+        image_size=shape["image_size"],
+        patch_size=shape["patch_size"],
+        hidden_size=hidden,
+        intermediate_size=4 * hidden,
+        num_hidden_layers=shape["vision_layers"],
+        num_attention_heads=max(1, hidden // 64),
     )
+    sources = {"shipped": "trained tower + projector + LoRA (model/weights/embedded, docs/model_card.md)",
+               "tower": "trained tower + random projector",
+               "random": "random SigLIP tower + random projector"}
     config = ProAssistConfig(
-        name=f"embedded-smollm2-135m-I{tokens_per_frame}",
+        name=f"embedded-smollm2-135m-I{tokens_per_frame}" + ("" if weights == "shipped" else f"-{weights}"),
         chat_format="chatml",
         tokens_per_frame=tokens_per_frame,
-        image_size=image_size,
-        vision_hidden_size=vision_hidden,
+        image_size=shape["image_size"],
+        vision_hidden_size=hidden,
         llm_hidden_size=int(llm.config.hidden_size),
-        untrained=True,
-        source=f"{LLM_NAME} (GGUF Q4_1, de-quantized) + random SigLIP tower + random projector, seed {seed}",
+        untrained=weights != "shipped",
+        source=f"{LLM_NAME} (GGUF Q4_1, de-quantized) + {sources[weights]}, seed {seed}",
         llm=llm.config.to_dict(),
         vision=vision.to_dict(),
+        defaults={k: info[k] for k in ("context_limit", "reserve", "theta") if k in info},
     )
-    logging.getLogger(__name__).info(
-        "embedded model: %s LLM with an UNTRAINED random vision tower and projector", LLM_NAME
-    )
-    return build_model(config, tok, seed=seed, llm=llm)
+    model = build_model(config, tok, seed=seed, llm=llm)
+    if weights != "random":
+        load_tower_into(model, WEIGHTS_DIR)
+    if weights == "shipped":
+        apply_adapter(model, WEIGHTS_DIR)
+        model.config.llm = model.llm.config.to_dict()  # merging the LM head's LoRA unties it
+    else:
+        logging.getLogger(__name__).info(
+            "embedded model: %s LLM with an UNTRAINED projector (%s)", LLM_NAME, sources[weights])
+    return model
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -82,6 +82,25 @@ def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
             param.data = param.data.to(dtype)
 
 
+def default_settings(spec: str | Path) -> dict[str, Any]:
+    """The run-time settings (``context_limit``, ``reserve``, ``theta``) a model spec was trained /
+    tuned for, read from its JSON without loading weights; {} when it names none."""
+    import json
+
+    spec_s = str(spec)
+    kind = spec_kind(spec_s)
+    if kind == "embedded":
+        from proassist_ros.model.embedded import WEIGHTS_DIR
+
+        path = WEIGHTS_DIR / "adapter_config.json"
+        d = json.loads(path.read_text()) if path.is_file() else {}
+    elif kind == "checkpoint":
+        d = json.loads((Path(spec_s).expanduser() / CONFIG_NAME).read_text()).get("defaults", {})
+    else:
+        d = {}
+    return {k: d[k] for k in ("context_limit", "reserve", "theta") if d.get(k) is not None}
+
+
 def load(
     spec: str | Path,
     *,

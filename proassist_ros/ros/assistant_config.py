@@ -48,10 +48,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
     ParamSpec("fps", 2.0, "frames per second of stream time fed to the model (by header stamps)",
               runtime=True, low=0.1, high=30.0),
-    ParamSpec("theta", 0.3, "talk threshold θ: silent iff P(silence) > θ (1.0: never silent)",
-              runtime=True, low=0.0, high=1.0),
-    ParamSpec("context_limit", 4096, "KV-cache length (tokens) that triggers context management",
-              low=256, high=131072),
+    ParamSpec("theta", -1.0, "talk threshold θ: silent iff P(silence) > θ (1.0: never silent); "
+              "negative: the model's own θ (the embedded model's was chosen on validation; else 0.3)",
+              runtime=True, low=-1.0, high=1.0),
+    ParamSpec("context_limit", 0, "KV-cache length (tokens) that triggers context management; "
+              "0: the model's own (the embedded model was trained with 1024; else 4096)",
+              low=0, high=131072),
     ParamSpec("context_strategy", "ips", "what happens at the context limit",
               choices=("ips", "drop_middle", "drop_all")),
     ParamSpec("image_topic", "/camera/image_raw",
@@ -97,8 +99,8 @@ class AssistantConfig:
     device: str = "auto"
     dtype: str = "auto"
     fps: float = 2.0
-    theta: float = 0.3
-    context_limit: int = 4096
+    theta: float = -1.0
+    context_limit: int = 0
     context_strategy: str = "ips"
     image_topic: str = "/camera/image_raw"
     transport: str = "raw"
@@ -139,14 +141,31 @@ class AssistantConfig:
         """A copy with validated changes applied."""
         return AssistantConfig.from_values({**dataclasses.asdict(self), **changes})
 
-    def engine_config(self) -> EngineConfig:
-        """The engine's configuration for this node configuration."""
+    def engine_config(self, model_defaults: dict[str, Any] | None = None) -> EngineConfig:
+        """The engine's configuration for this node configuration; θ < 0 and context_limit 0 take
+        the model's own settings (``model.loader.default_settings``), else 0.3 and 4096."""
         from proassist_ros.engine import EngineConfig
 
         kwargs = {name: getattr(self, name) for name in (*ENGINE_POLICIES, *ENGINE_SETUP)}
+        kwargs.update(model_settings(self.theta, self.context_limit, model_defaults or {}))
         if self.system_prompt:  # '' keeps the engine's default prompt
             kwargs["system_prompt"] = self.system_prompt
         return EngineConfig(**kwargs)
+
+
+DEFAULT_THETA, DEFAULT_CONTEXT_LIMIT = 0.3, 4096
+
+
+def model_settings(theta: float, context_limit: int, defaults: dict[str, Any]) -> dict[str, Any]:
+    """Resolve the "the model's own" values (θ < 0, context_limit 0) against ``defaults``."""
+    out: dict[str, Any] = {}
+    if theta < 0:
+        out["theta"] = float(defaults.get("theta", DEFAULT_THETA))
+    if context_limit == 0:
+        out["context_limit"] = int(defaults.get("context_limit", DEFAULT_CONTEXT_LIMIT))
+        if "reserve" in defaults:
+            out["reserve"] = int(defaults["reserve"])
+    return out
 
 
 def check_value(name: str, value: Any) -> str | None:
@@ -166,6 +185,8 @@ def check_value(name: str, value: Any) -> str | None:
         return f"parameter {name!r} must be one of {', '.join(spec.choices)}; got {value!r}"
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
         return f"parameter {name!r} must be in [{spec.low}, {spec.high}], got {value!r}"
+    if name == "context_limit" and 0 < value < 256:
+        return f"parameter 'context_limit' must be 0 (the model's) or ≥ 256, got {value!r}"
     return None
 
 

@@ -111,5 +111,7 @@ class AssistantControl:
         if "fps" in changes:
             self.stream.set_fps(self.cfg.fps)
         policies = {k: v for k, v in changes.items() if k in params.ENGINE_POLICIES}
+        if "theta" in policies:  # negative: back to the model's own θ
+            policies.update(params.model_settings(policies["theta"], -1, self._model_defaults))
         if policies:
             self.stream.with_session(lambda s: s.update_config(**policies))

@@ -66,6 +66,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
         self.cfg: params.AssistantConfig | None = None
+        self._model_defaults: dict[str, Any] = {}  # the model's own θ / context limit
         self.stream: FrameStream[Image | CompressedImage] = FrameStream(
             image_to_rgb, ImageDecodeError, self._publish_output, self._on_decode_error,
             self._on_worker_error, fps=params.SPECS["fps"].default)
@@ -96,7 +97,10 @@ class AssistantNode(AssistantControl, LifecycleNode):
         try:
             cfg = params.read_config(self)
             knowledge = Path(cfg.knowledge_file).read_text() if cfg.knowledge_file else ""
-            engine_cfg = cfg.engine_config()
+            from proassist_ros.model.loader import default_settings
+
+            self._model_defaults = default_settings(cfg.model)
+            engine_cfg = cfg.engine_config(self._model_defaults)
         except (ValueError, OSError) as exc:
             return self._fail(f"invalid configuration: {exc}")
         try:
@@ -122,7 +126,8 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                           callback_group=self._ctl_group),
             "tick": self.create_timer(1.0, self._tick, callback_group=self._ctl_group),
         }
-        self.get_logger().info(f"configured: model {cfg.model!r}, {cfg.fps:g} fps, θ={cfg.theta:g}")
+        self.get_logger().info(f"configured: model {cfg.model!r}, {cfg.fps:g} fps, θ={engine_cfg.theta:g}, "
+                               f"context limit {engine_cfg.context_limit} ({engine_cfg.context_strategy})")
         return Ret.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> Ret:

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from proassist_ros.model.adapter import ADAPTER_FORMAT, apply_adapter  # noqa: F401  (re-exported)
+
 STATE = "state.json"
-ADAPTER_FORMAT = "proassist_ros.adapter/1"
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -141,23 +142,3 @@ def export_adapter(model, out: Path, info: dict) -> Path:
     save_file(tensors, str(out / "adapter.safetensors"), metadata={"format": ADAPTER_FORMAT})
     (out / "adapter_config.json").write_text(json.dumps({"format": ADAPTER_FORMAT, **info}, indent=1))
     return out
-
-
-def apply_adapter(model, adapter_dir: str | Path):
-    """Merge an ``export_adapter`` directory into ``model`` (W ← W + α/r·B·A; projector replaced)."""
-    from proassist_ros.model.lora import merge_adapter_weights
-
-    d = Path(adapter_dir)
-    info = json.loads((d / "adapter_config.json").read_text())
-    if info.get("format") != ADAPTER_FORMAT:
-        raise ValueError(f"{d}: format {info.get('format')!r}, expected {ADAPTER_FORMAT!r}")
-    if info["tokens_per_frame"] != model.config.tokens_per_frame:
-        raise ValueError(f"{d}: adapter for I={info['tokens_per_frame']}, model has "
-                         f"I={model.config.tokens_per_frame}")
-    tensors = load_file(str(d / "adapter.safetensors"))
-    proj = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("mm_projector.")}
-    lora = {k: v for k, v in tensors.items() if not k.startswith("mm_projector.")}
-    merge_adapter_weights(model.llm, lora, float(info["lora_alpha"]), source=str(d))
-    ref = model.mm_projector.state_dict()
-    model.mm_projector.load_state_dict({k: v.to(ref[k].device, ref[k].dtype) for k, v in proj.items()})
-    return model

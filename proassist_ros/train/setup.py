@@ -43,11 +43,15 @@ def build_model(cfg: TrainConfig):
             raise ValueError(f"{spec} is a released ProAssist directory: give --llm-path (its base "
                              "LLM) and --vision-path (its SigLIP) as local directories")
         kw.update(llm_path=cfg.llm_path, vision_path=cfg.vision_path)
-    if cfg.tower:
-        from .vision import tower_overrides
+    if kind == "embedded":
+        # --model embedded: SmolLM2 + a tower (--tower's, else the shipped one), random projector,
+        # no LoRA; --base embedded: the shipped model (tower, projector, LoRA merged) — fine-tuning.
+        if cfg.tower:
+            from proassist_ros.model.tower import tower_overrides
 
-        if kind == "embedded":
-            kw.update(tower_overrides(cfg.tower))
+            kw.update(tower_overrides(cfg.tower), weights="random")
+        elif not cfg.base:
+            kw["weights"] = "tower"
     model = load(spec, **kw)
     if cfg.tower:
         from .vision import load_tower_into
@@ -69,8 +73,9 @@ def build_model(cfg: TrainConfig):
 
 def model_info(cfg: TrainConfig, model, base: dict) -> dict:
     """What the exports say about themselves. A random tower (no ``--tower`` on an untrained base)
-    keeps the model marked untrained: its frames carry little of the scene."""
-    untrained = bool(base["untrained"] and not cfg.tower)
+    keeps the model marked untrained: its frames carry little of the scene. (The embedded base
+    without ``--tower`` has the shipped, trained tower.)"""
+    untrained = bool(base["untrained"] and not cfg.tower and base["kind"] != "embedded")
     source = (f"proassist train: LoRA r={cfg.lora_r} α={cfg.lora_alpha:g} + projector, {cfg.steps} "
               f"steps; base: {base['source']}" + (f"; tower: {cfg.tower}" if cfg.tower else ""))
     return {"base": base["spec"], "base_kind": base["kind"], "source": source, "untrained": untrained,

@@ -197,6 +197,7 @@ def _finish(acc, cfg: TrainConfig, model, objective, val_set, base_info: dict, l
             merge_lora(model)
             model.config.untrained = info["untrained"]
             model.config.source = info["source"]
+            model.config.defaults = {"context_limit": cfg.context_limit, "reserve": cfg.reserve}
             save(model, out / "model")
             summary["exports"] = {"adapter": str(out / "adapter"), "model": str(out / "model")}
         write(summary)
