@@ -34,7 +34,9 @@ def test_colcon_build_and_import(tmp_path: Path):
 
     code = ("import proassist_ros.msg as m, proassist_ros.srv as s, proassist_ros.utils.netns as n;"
             "from proassist_ros.msg import Guidance; Guidance(text='x');"
-            "print(m.__file__); print(s.__file__); print(n.__file__)")
+            "from proassist_ros.model.embedded import WEIGHTS_DIR as w;"  # the shipped model's weights
+            "print(m.__file__); print(s.__file__); print(n.__file__); print(w / 'adapter.safetensors');"
+            "assert (w / 'tower.safetensors').is_file() and (w / 'adapter.safetensors').is_file()")
     run = subprocess.run(["sh", "-c", f'. "{ws}/install/setup.sh" && exec "{sys.executable}" -c "{code}"'],
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
