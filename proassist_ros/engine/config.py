@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
 CONTEXT_STRATEGIES = ("ips", "drop_middle", "drop_all")
 
@@ -107,3 +108,22 @@ class EngineConfig:
         if unknown:
             raise ConfigError(f"unknown EngineConfig field(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+
+DEFAULT_THETA, DEFAULT_CONTEXT_LIMIT = 0.3, 4096
+
+
+def model_settings(theta: float | None, context_limit: int | None,
+                   defaults: dict[str, Any]) -> dict[str, Any]:
+    """EngineConfig values for "the model's own" settings: θ < 0 and context_limit 0 take the
+    model's ``config.defaults`` (``model.loader.default_settings``), else 0.3 and 4096; any other
+    value (or None) is left to the caller."""
+    out: dict[str, Any] = {}
+    if theta is not None and theta < 0:
+        out["theta"] = float(defaults.get("theta", DEFAULT_THETA))
+    if context_limit == 0:
+        out["context_limit"] = int(defaults.get("context_limit", DEFAULT_CONTEXT_LIMIT))
+        if "reserve" in defaults:
+            out["reserve"] = int(defaults["reserve"])
+    return out
+

@@ -47,12 +47,13 @@ class EvalSettings:
     vision_batch: int = 32
 
     def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
+        from proassist_ros.engine.config import model_settings
+
         kw: dict = dict(theta=theta, context_strategy=self.strategy,
                         reply_max_tokens=self.reply_max_tokens)
-        if self.context_limit is None and model_defaults and "context_limit" in model_defaults:
-            kw["context_limit"] = int(model_defaults["context_limit"])
-            kw["reserve"] = int(model_defaults.get("reserve", 128))
-        elif self.context_limit is not None:
+        if self.context_limit is None:  # the model's own L (and reserve), else the engine's
+            kw.update(model_settings(None, 0, model_defaults or {}))
+        else:
             kw["context_limit"] = self.context_limit
             kw["reserve"] = min(128, self.context_limit // 8)
             kw["drop_middle_keep_last"] = min(512, self.context_limit // 4)

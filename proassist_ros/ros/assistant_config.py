@@ -145,27 +145,13 @@ class AssistantConfig:
         """The engine's configuration for this node configuration; θ < 0 and context_limit 0 take
         the model's own settings (``model.loader.default_settings``), else 0.3 and 4096."""
         from proassist_ros.engine import EngineConfig
+        from proassist_ros.engine.config import model_settings
 
         kwargs = {name: getattr(self, name) for name in (*ENGINE_POLICIES, *ENGINE_SETUP)}
         kwargs.update(model_settings(self.theta, self.context_limit, model_defaults or {}))
         if self.system_prompt:  # '' keeps the engine's default prompt
             kwargs["system_prompt"] = self.system_prompt
         return EngineConfig(**kwargs)
-
-
-DEFAULT_THETA, DEFAULT_CONTEXT_LIMIT = 0.3, 4096
-
-
-def model_settings(theta: float, context_limit: int, defaults: dict[str, Any]) -> dict[str, Any]:
-    """Resolve the "the model's own" values (θ < 0, context_limit 0) against ``defaults``."""
-    out: dict[str, Any] = {}
-    if theta < 0:
-        out["theta"] = float(defaults.get("theta", DEFAULT_THETA))
-    if context_limit == 0:
-        out["context_limit"] = int(defaults.get("context_limit", DEFAULT_CONTEXT_LIMIT))
-        if "reserve" in defaults:
-            out["reserve"] = int(defaults["reserve"])
-    return out
 
 
 def check_value(name: str, value: Any) -> str | None:

@@ -112,6 +112,8 @@ class AssistantControl:
             self.stream.set_fps(self.cfg.fps)
         policies = {k: v for k, v in changes.items() if k in params.ENGINE_POLICIES}
         if "theta" in policies:  # negative: back to the model's own θ
-            policies.update(params.model_settings(policies["theta"], -1, self._model_defaults))
+            from proassist_ros.engine.config import model_settings
+
+            policies.update(model_settings(policies["theta"], None, self._model_defaults))
         if policies:
             self.stream.with_session(lambda s: s.update_config(**policies))
