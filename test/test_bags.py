@@ -9,8 +9,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from proassist_ros.data.bags import IMAGE_TOPIC, UTTERANCE_TOPIC, read_bag, write_bag
+from proassist_ros.data.images import image_to_rgb
 from proassist_ros.data.synthetic import render, step_at, stream
-from proassist_ros.ros.images import image_to_rgb
 
 
 def test_synthetic_stream_is_deterministic_and_follows_steps():

@@ -14,7 +14,7 @@ from rclpy.serialization import serialize_message
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image
 
-from proassist_ros.ros.images import (
+from proassist_ros.data.images import (
     RAW_ENCODINGS,
     ImageDecodeError,
     image_to_rgb,

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.runtime.sampling import (
-    NS_PER_S,
     FpsGate,
     FrameBacklog,
     RateMeter,

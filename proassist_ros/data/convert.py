@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.data.dataset import (
     decode_jpeg,
     encode_jpeg,
@@ -27,7 +28,6 @@ from proassist_ros.data.dataset import (
 from proassist_ros.data.dataset_read import camera_messages, read_episode_base
 from proassist_ros.data.episode import Episode
 from proassist_ros.data.proassist_json import EXTRA_KEY, episode_to_video, video_to_episodes
-from proassist_ros.data.schema import NS
 
 JSON_NAME = "dialogs.json"
 _FRAME_FILE = re.compile(r"^(\d+)\.jpe?g$", re.I)
@@ -54,7 +54,7 @@ def export_bags(bags: Path | Iterable[Path], out: Path, *, fps: float | None = N
         times: list[float] = []
         last = None
         for stamp, msg in camera_messages(bag, prefer="compressed"):
-            t = (stamp - base) / NS
+            t = (stamp - base) / NS_PER_S
             if fps:  # keep the first frame of every 1/fps bucket
                 bucket = math.floor(t * fps + 1e-6)
                 if bucket == last:
@@ -80,7 +80,7 @@ def _jpeg_of(msg: Any, quality: int) -> bytes:
         if "jpeg" in msg.format.lower() or "jpg" in msg.format.lower():
             if data.startswith(b"\xff\xd8\xff"):
                 return data
-    from proassist_ros.ros.images import image_to_rgb
+    from proassist_ros.data.images import image_to_rgb
 
     return encode_jpeg(image_to_rgb(msg), quality)
 

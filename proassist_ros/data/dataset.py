@@ -26,6 +26,7 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from proassist_ros.constants import KIND_URGENCY, NS_PER_S
 from proassist_ros.data.bags import IMAGE_TOPIC, UTTERANCE_TOPIC, is_bag, typestore
 from proassist_ros.data.dataset_read import (  # re-exported: one import for users
     bag_info,
@@ -42,16 +43,11 @@ from proassist_ros.data.schema import (
     FRAME_ID,
     JPEG_FORMAT,
     KIND_VALUES,
-    NS,
     REFERENCE_TOPIC,
     T0_NS,
     TASK_TOPIC,
 )
 
-# Guidance (priority, interrupt) per kind: what a TTS node would do with the turn if replayed live
-# (the same policy as engine/labels.py).
-_URGENCY = {"correction": (2, True), "answer": (2, False), "confirmation": (0, False),
-            "progress_summary": (0, False)}
 _STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 _INF = QosTime(9223372036, 854775807)  # rosbag2's "infinite" duration
@@ -161,10 +157,10 @@ def _write(ep: Episode, path: Path, source: FrameSource, compressed: bool, raw: 
         types["std_msgs/msg/String"]
 
     def header(t_ns: int):
-        return Header(stamp=Time(sec=t_ns // NS, nanosec=t_ns % NS), frame_id=frame_id)
+        return Header(stamp=Time(sec=t_ns // NS_PER_S, nanosec=t_ns % NS_PER_S), frame_id=frame_id)
 
     def ns(t: float) -> int:
-        return t0_ns + round(t * NS)
+        return t0_ns + round(t * NS_PER_S)
 
     meta = dataclasses.replace(ep.meta, extra=dict(ep.meta.extra))
     stats = {"frames": 0, "first": None, "last": None}
@@ -224,7 +220,8 @@ def _write(ep: Episode, path: Path, source: FrameSource, compressed: bool, raw: 
             text.append((ns(cap.t), 4, i, c_cap, ts.serialize_cdr(String(data=cap.text),
                                                                    "std_msgs/msg/String")))
         for i, ref in enumerate(ep.references):
-            priority, interrupt = _URGENCY.get(ref.kind, (1, False))
+            # (priority, interrupt): what a TTS node would do with the turn if replayed live
+            priority, interrupt = KIND_URGENCY[KIND_VALUES[ref.kind]]
             msg = types["proassist_ros/msg/Guidance"](
                 header=header(ns(ref.t)), session_id=meta.video_id, seq=i, text=ref.text,
                 kind=KIND_VALUES[ref.kind], priority=priority, interrupt=interrupt,

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import re
 
-KIND_INSTRUCTION, KIND_CORRECTION, KIND_CONFIRMATION, KIND_ANSWER, KIND_PROGRESS_SUMMARY, KIND_OTHER = range(6)
-PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_URGENT = range(4)
+from proassist_ros.constants import (
+    KIND_ANSWER,
+    KIND_CONFIRMATION,
+    KIND_CORRECTION,
+    KIND_INSTRUCTION,
+    KIND_URGENCY,
+)
 
 _CORRECTION = re.compile(r"\b(stop|careful|wrong|mistake|instead|don't|do not|wait|not that|hold on)\b", re.I)
 _CONFIRMATION = re.compile(r"^\W*(good|great|nice|perfect|well done|correct|that's right|yes|exactly)\b", re.I)
@@ -19,9 +24,11 @@ _CONFIRMATION = re.compile(r"^\W*(good|great|nice|perfect|well done|correct|that
 def classify(text: str, answers_user: bool) -> tuple[int, int, bool]:
     """(kind, priority, interrupt) for one utterance."""
     if _CORRECTION.search(text):
-        return KIND_CORRECTION, PRIORITY_HIGH, True
-    if answers_user:
-        return KIND_ANSWER, PRIORITY_HIGH, False
-    if _CONFIRMATION.search(text):
-        return KIND_CONFIRMATION, PRIORITY_LOW, False
-    return KIND_INSTRUCTION, PRIORITY_NORMAL, False
+        kind = KIND_CORRECTION
+    elif answers_user:
+        kind = KIND_ANSWER
+    elif _CONFIRMATION.search(text):
+        kind = KIND_CONFIRMATION
+    else:
+        kind = KIND_INSTRUCTION
+    return (kind, *KIND_URGENCY[kind])

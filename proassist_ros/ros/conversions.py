@@ -14,29 +14,27 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.msg import AssistantStats, Guidance, TaskState
 from proassist_ros.runtime.health import StatsSnapshot, key_values
 
 if TYPE_CHECKING:
     from proassist_ros.engine import FrameResult, TaskStateData
 
-NS = 1_000_000_000
-
-
 def time_to_ns(stamp: Time) -> int:
     """builtin_interfaces/Time → integer nanoseconds."""
-    return stamp.sec * NS + stamp.nanosec
+    return stamp.sec * NS_PER_S + stamp.nanosec
 
 
 def ns_to_time(ns: int) -> Time:
     """Integer nanoseconds → builtin_interfaces/Time."""
-    sec, nanosec = divmod(int(ns), NS)
+    sec, nanosec = divmod(int(ns), NS_PER_S)
     return Time(sec=sec, nanosec=nanosec)
 
 
 def seconds_to_time(seconds: float) -> Time:
     """Float seconds (engine stamps) → builtin_interfaces/Time (0 for negative/unknown)."""
-    return ns_to_time(round(seconds * NS)) if seconds > 0 else Time()
+    return ns_to_time(round(seconds * NS_PER_S)) if seconds > 0 else Time()
 
 
 def output_header(frame_header: Header, frame_id_override: str = "") -> Header:

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.runtime.health import StatsSnapshot, StreamCounters, snapshot
 from proassist_ros.runtime.sampling import (
     FpsGate,
@@ -148,14 +149,14 @@ class FrameStream(Generic[P]):
                 self._on_decode_error(exc)
         if not good:
             return
-        newest_s = good[-1][0].stamp_ns / 1e9
+        newest_s = good[-1][0].stamp_ns / NS_PER_S
         with self._lock:
             session = self._session
             if session is None:
                 return
             while not self._utterances.empty():
                 session.push_user_utterance(self._utterances.get(), newest_s)
-            results = session.push_frames([(rgb, job.stamp_ns / 1e9) for job, rgb in good])
+            results = session.push_frames([(rgb, job.stamp_ns / NS_PER_S) for job, rgb in good])
             self._context_tokens = int(session.context_tokens)
             self._window.add(newest_s, time.perf_counter() - start)
             self.counters.add(frames_processed=len(good),

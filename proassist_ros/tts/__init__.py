@@ -4,6 +4,7 @@ The TTS node (proassist_ros.ros.tts_node) is a thin rclpy shell around these; te
 directly with fake backends, without DDS.
 """
 
+from proassist_ros.constants import PRIORITY_HIGH, PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_URGENT
 from proassist_ros.tts.backend import (
     AudioPlayer,
     Log,
@@ -14,10 +15,6 @@ from proassist_ros.tts.backend import (
     WavBackend,
 )
 from proassist_ros.tts.speech_queue import (
-    PRIORITY_HIGH,
-    PRIORITY_LOW,
-    PRIORITY_NORMAL,
-    PRIORITY_URGENT,
     Active,
     QueueStats,
     SpeechItem,

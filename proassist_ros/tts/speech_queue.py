@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-# Guidance.PRIORITY_* (kept numeric so this module needs no ROS).
-PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_URGENT = 0, 1, 2, 3
+from proassist_ros.constants import PRIORITY_NORMAL  # Guidance.PRIORITY_*: plain ints, no ROS
 
 DROP_STALE = "stale"
 DROP_OVERFLOW = "overflow"

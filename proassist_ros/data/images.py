@@ -7,8 +7,11 @@ as TypeError, AssertionError or cv2.error. A camera topic is untrusted input for
 keep running, so everything is validated here first and every failure becomes one
 :class:`ImageDecodeError` (a ValueError) that a node can count and skip.
 
-The builders (:func:`numpy_to_image_msg`, :func:`numpy_to_compressed_msg`) make real rclpy
-messages for tests, demo publishers and bag writing.
+It lives in data/ because it needs no ROS: it reads any message object by attribute (the node's
+rclpy messages and rosbags-deserialized bag messages alike), so the bag readers and the node
+share it without data/ importing ros/. Only the builders (:func:`numpy_to_image_msg`,
+:func:`numpy_to_compressed_msg`), which make real ROS messages for tests and demo publishers,
+import the message classes, and only when called.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import numpy as np
 from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
 from rosbags.image.image import convert_color
 
+from proassist_ros.constants import NS_PER_S
+
 # encoding -> (channels, bytes per channel). What a head-mounted camera realistically sends.
 RAW_ENCODINGS: dict[str, tuple[int, int]] = {
     "rgb8": (3, 1), "bgr8": (3, 1), "rgba8": (4, 1), "bgra8": (4, 1), "mono8": (1, 1),
@@ -28,7 +33,6 @@ RAW_ENCODINGS: dict[str, tuple[int, int]] = {
 }
 COMPRESSED_FORMATS = ("jpeg", "png")
 _MAGIC = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png"}
-_NS = 1_000_000_000
 
 
 class ImageDecodeError(ValueError):
@@ -137,7 +141,7 @@ def _check_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
 
 def stamp_to_ns(stamp: Any) -> int:
     """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
-    return int(stamp.sec) * _NS + int(stamp.nanosec)
+    return int(stamp.sec) * NS_PER_S + int(stamp.nanosec)
 
 
 def _time_msg(stamp: Any) -> Any:
@@ -150,8 +154,8 @@ def _time_msg(stamp: Any) -> Any:
         return Time(sec=int(stamp.sec), nanosec=int(stamp.nanosec))
     if hasattr(stamp, "nanoseconds"):  # rclpy.time.Time
         stamp = int(stamp.nanoseconds)
-    ns = int(stamp) if isinstance(stamp, int) else round(float(stamp) * _NS)
-    sec, nanosec = divmod(ns, _NS)
+    ns = int(stamp) if isinstance(stamp, int) else round(float(stamp) * NS_PER_S)
+    sec, nanosec = divmod(ns, NS_PER_S)
     return Time(sec=sec, nanosec=nanosec)
 
 
