@@ -144,7 +144,7 @@ def _drive(out: Path, bag: Path, proc: subprocess.Popen, rate: float) -> int:
 
 def _report(out: Path, bag: Path, m: dict) -> int:
     from proassist_ros.data.dataset_read import read_episode
-    from proassist_ros.eval.offline import spoken_references
+    from proassist_ros.data.episode import spoken_references
 
     ep = read_episode(bag)
     preds = [(float(p[0]), str(p[1])) for p in m.get("predictions", [])]
@@ -185,7 +185,7 @@ def _plot(out: Path, ep, preds: list[tuple[float, str]]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from proassist_ros.eval.offline import spoken_references
+    from proassist_ros.data.episode import spoken_references
 
     fig = Figure(figsize=(12, 2.6))
     FigureCanvasAgg(fig)

@@ -18,7 +18,7 @@ from proassist_ros.data.bags import read_bag, typestore
 from proassist_ros.data.dataset import write_episode
 from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.eval.cli import main
-from proassist_ros.eval.offline import sampled_frames
+from proassist_ros.runtime.sampling import sampled_frames
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_700_000_000 * 10**9
@@ -96,7 +96,7 @@ def test_sampling_is_the_nodes_stamp_grid(bags):
 
 def test_sampling_decodes_only_the_kept_frames(bags, monkeypatch):
     """The fps gate runs before JPEG/raw decoding: a 1 FPS pass over a 2 FPS bag decodes half."""
-    import proassist_ros.ros.images as images
+    import proassist_ros.data.images as images
     from proassist_ros.data.dataset import read_episode
 
     real, decoded = images.image_to_rgb, []

@@ -2,13 +2,12 @@
 
 Runs are built frame by frame (no model): P(speak) per frame decides, as the node does, that a
 frame speaks iff P(speak) ≥ 1 − θ. Metrics come from evaluate's own ``_theta_summary`` and
-``_baselines`` with a bag-of-words embedder injected into ``pairwise_match`` (MiniLM is not
-loaded in a unit test), so the numbers on the page are the real metric's, not typed in.
+``_baselines`` with a bag-of-words embedder standing in for MiniLM (not loaded in a unit
+test), so the numbers on the page are the real metric's, not typed in.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from pathlib import Path
 
@@ -18,7 +17,8 @@ from matplotlib.image import imread
 
 from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.eval import evaluate, report
-from proassist_ros.eval.metrics import pairwise_match, select_threshold
+from proassist_ros.eval import metrics as paper_metric
+from proassist_ros.eval.metrics import select_threshold
 from proassist_ros.eval.offline import FrameLog, VideoRun
 
 _VOCAB: dict[str, int] = {}
@@ -68,7 +68,7 @@ def episodes() -> list[Episode]:
 
 def build(monkeypatch, thetas: list[float], vids: list[str] | None = None) -> tuple[dict, dict]:
     """metrics as evaluate._summarise assembles them (bags and output bags left out)."""
-    monkeypatch.setattr(evaluate, "pairwise_match", functools.partial(pairwise_match, embed=bow_embed))
+    monkeypatch.setattr(paper_metric, "minilm_embed", bow_embed)  # the default embedder of score_video
     vids = vids or list(VIDEOS)
     settings = evaluate.EvalSettings(model="hand-built", thetas=thetas)
     by_theta = {t: [make_run(v, t) for v in vids] for t in thetas}

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
+from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn, is_spoken, spoken_references
 from proassist_ros.data.world import make_episode
 from proassist_ros.engine import AssistantSession, EngineConfig
 from proassist_ros.engine.config import DEFAULT_SYSTEM_PROMPT, SUMMARY_QUERY
@@ -120,8 +120,8 @@ def test_sequence_matches_what_the_engine_feeds():
             r = session.push_embedded(feats[k:k + 1], [t])[0]
             assert not r.spoke
             fed += session.last_input_ids
-        replies = [model.chat.message_ids("assistant", r.text) for r in ep.references
-                   if r.kind != "progress_summary" and r.t < times[-1]]
+        replies = [model.chat.message_ids("assistant", r.text) for r in spoken_references(ep)
+                   if r.t < times[-1]]
         assert len(replies) == 3 and s.notes  # the replies after 15 s are reported, not trained
         ids, i = [], 0
         while i < len(s.input_ids):  # drop every reply span
@@ -140,7 +140,7 @@ def test_chunking_of_a_long_episode():
     cfg = SequenceConfig(context_limit=512, reserve=64)
     samples = build_samples(ep, times, chat, knowledge=True, cfg=cfg, seed=1)
     assert len(samples) > 3
-    refs = {r.text for r in ep.references if r.kind == "progress_summary"}
+    refs = {r.text for r in ep.references if not is_spoken(r.kind)}
     query = chat.message_ids("system", SUMMARY_QUERY)
     fresh = 0
     for s, nxt in zip(samples, samples[1:] + [None]):
@@ -160,7 +160,7 @@ def test_chunking_of_a_long_episode():
         assert 1 <= first_turn - len(head) <= 40  # 5–20 s of context at 2 FPS (or less if it starts sooner)
     assert fresh >= 1
     # Every spoken reference is trained exactly once across the chunks.
-    said = [r.text for r in ep.references if r.kind != "progress_summary"]
+    said = [r.text for r in spoken_references(ep)]
     replies = sum(_count(s.input_ids, chat.message_ids("assistant", t)) for s in samples for t in set(said))
     assert replies == len(said)
 

@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from proassist_ros.data.dataset import write_episode
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.world import make_episode
-from proassist_ros.eval.offline import sampled_frames
 from proassist_ros.model import load, save
 from proassist_ros.model.vision import build_vision_tower, preprocess
+from proassist_ros.runtime.sampling import sampled_frames
 from proassist_ros.train.features import extract_features, load_features, tower_fingerprint
 from proassist_ros.train.vision import (
     SiglipPair,

@@ -13,15 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# The reference turn kinds of ProAssist's dialogue acts (spec §6.1 `labels`), with the
-# Guidance.KIND_* value each one is written as.
-KINDS: dict[str, int] = {
-    "instruction": 0,
-    "correction": 1,
-    "confirmation": 2,
-    "answer": 3,
-    "progress_summary": 4,
-}
+from proassist_ros.constants import KIND_NAMES, KIND_PROGRESS_SUMMARY
+
+# The reference turn kinds: ProAssist's dialogue acts (spec §6.1 `labels`), named as the
+# Guidance kinds they are written as (constants.KIND_VALUES).
+UNSPOKEN_KIND = KIND_NAMES[KIND_PROGRESS_SUMMARY]  # "progress_summary"
 
 
 @dataclass
@@ -38,7 +34,7 @@ class TaskSpec:
 
 @dataclass
 class Turn:
-    """A timed utterance. For reference assistant turns ``kind`` is one of KINDS."""
+    """A timed utterance. For reference assistant turns ``kind`` is a name of KIND_VALUES."""
 
     t: float
     text: str
@@ -79,3 +75,19 @@ class Episode:
     # Frames are produced lazily (a 10-minute video does not fit in memory as raw RGB):
     # calling it yields (t, rgb uint8 (H, W, 3)) in time order.
     frames: Callable[[], Iterator[tuple[float, np.ndarray]]] | None = None
+
+
+def is_spoken(kind: str) -> bool:
+    """Whether a reference turn of this kind is said to the wearer.
+
+    Progress summaries are not: the paper keeps them as a turn's ``progress`` field, the target
+    of an IPS summary (which goes to TaskState, never to speech). So they are never scored as
+    utterances, never trained as replies, and never exported as turns. Every such filter in the
+    package is this one.
+    """
+    return kind != UNSPOKEN_KIND
+
+
+def spoken_references(episode: Episode) -> list[Turn]:
+    """The reference turns the assistant should *say* (:func:`is_spoken`), in the episode's order."""
+    return [r for r in episode.references if is_spoken(r.kind)]

@@ -26,7 +26,7 @@ import dataclasses
 import re
 from typing import Any
 
-from proassist_ros.data.episode import Caption, Episode, EpisodeMeta, TaskSpec, Turn
+from proassist_ros.data.episode import UNSPOKEN_KIND, Caption, Episode, EpisodeMeta, TaskSpec, Turn, is_spoken
 from proassist_ros.data.schema import FORMAT
 
 EXTRA_KEY = "proassist_ros"
@@ -72,11 +72,11 @@ def episode_to_video(ep: Episode, frame_times: list[float], fps: float) -> dict[
     turns: list[tuple[float, int, int, dict]] = [
         (u.t, 0, i, {"role": "user", "time": u.t, "content": u.text, **({"kind": u.kind} if u.kind else {})})
         for i, u in enumerate(ep.user_turns)]
-    spoken = [(i, r) for i, r in enumerate(ep.references) if r.kind != "progress_summary"]
+    spoken = [(i, r) for i, r in enumerate(ep.references) if is_spoken(r.kind)]
     assistant = {i: {"role": "assistant", "time": r.t, "content": r.text, "labels": LABELS[r.kind]}
                  for i, r in spoken}
     for i, r in enumerate(ep.references):
-        if r.kind != "progress_summary":
+        if is_spoken(r.kind):
             continue
         host = next((assistant[j] for j, s in reversed(spoken)
                      if abs(s.t - r.t) < _SAME_TIME_S and "progress" not in assistant[j]), None)
@@ -181,7 +181,7 @@ def _turns(conversation: Any, where: str) -> tuple[list[Turn], list[Turn]]:
                 refs.append(Turn(t, content, kind_from_labels(turn.get("labels"))))
             if turn.get("progress"):
                 refs.append(Turn(float(turn.get("progress_time", t)), str(turn["progress"]),
-                                 "progress_summary"))
+                                 UNSPOKEN_KIND))
         else:
             raise ValueError(f"{where}: turn {i} has role {role!r}; expected user or assistant")
     return users, refs

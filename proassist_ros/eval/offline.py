@@ -1,28 +1,28 @@
 """Offline streaming evaluation of one episode: the node's loop without DDS, deterministic.
 
 What the node does live, done from a bag: frames are kept on the 2 FPS grid of their header
-stamps (the node's own ``FpsGate``), the task is given first, each user turn enters before the
-first frame at or after it (spec §2.4), and every kept frame goes through
-``AssistantSession.push_embedded`` one at a time (no catch-up: offline is never behind). Vision
-features do not depend on the LLM, so they are computed in batches ahead of the LLM.
+stamps (``runtime.sampling.sampled_frames``: the node's own ``FpsGate``), the task is given
+first, each user turn enters before the first frame at or after it (spec §2.4), and every kept
+frame goes through ``AssistantSession.push_embedded`` one at a time (no catch-up: offline is
+never behind). Vision features do not depend on the LLM, so they are computed in batches ahead
+of the LLM.
 
-The result, ``VideoRun``, holds per-frame P(speak), the predictions, the references, the task
-states, and the timings; ``score`` turns it into the paper's metric (``eval.metrics``).
+The result, ``VideoRun``, holds per-frame P(speak), the predictions, the spoken references, the
+task states, and the timings; ``eval.scoring.score_video`` turns it into the paper's metric.
 """
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import torch
 
-from proassist_ros.data.episode import Episode
+from proassist_ros.constants import KIND_OTHER
+from proassist_ros.data.episode import Episode, Turn, spoken_references
 from proassist_ros.engine import AssistantSession, EngineConfig
-from proassist_ros.runtime.sampling import NS_PER_S, FpsGate
+from proassist_ros.runtime.sampling import sampled_frames
 
 
 @dataclass
@@ -31,7 +31,7 @@ class FrameLog:
     p_speak: float             # 1 − P(silence)
     spoke: bool = False
     text: str = ""
-    kind: int = 5
+    kind: int = KIND_OTHER
     context_event: str = ""
     latency_s: float = 0.0     # LLM time of this frame (its decision and any reply or summary)
 
@@ -46,7 +46,7 @@ class VideoRun:
     duration_s: float
     theta: float
     frames: list[FrameLog] = field(default_factory=list)
-    references: list[tuple[float, str, str]] = field(default_factory=list)  # (t, text, kind)
+    references: list[tuple[float, str, str]] = field(default_factory=list)  # spoken: (t, text, kind)
     user_turns: list[tuple[float, str]] = field(default_factory=list)
     task_states: list[tuple[float, dict]] = field(default_factory=list)     # on change
     vision_s: float = 0.0
@@ -59,6 +59,11 @@ class VideoRun:
     @property
     def has_references(self) -> bool:
         return bool(self.references)
+
+    @property
+    def reference_turns(self) -> list[Turn]:
+        """``references`` as Turns, for ``eval.scoring.score_video``."""
+        return [Turn(t, text, kind) for t, text, kind in self.references]
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -73,30 +78,6 @@ class VideoRun:
         d["user_turns"] = [tuple(u) for u in d["user_turns"]]
         d["task_states"] = [tuple(s) for s in d["task_states"]]
         return cls(**d)
-
-
-def spoken_references(episode: Episode) -> list:
-    """The reference turns the assistant should *say*. Progress summaries are not spoken (the
-    paper keeps them as a per-turn ``progress`` field, used only for IPS), so they are not
-    scored."""
-    return [r for r in episode.references if r.kind != "progress_summary"]
-
-
-def sampled_frames(episode: Episode, fps: float, t0_ns: int = 0) -> Iterator[tuple[float, np.ndarray]]:
-    """The frames the node would keep: a 1/fps grid of header stamps anchored at the first frame."""
-    if episode.frames is None:
-        raise ValueError(f"{episode.meta.video_id}: the episode has no frames")
-    gate = FpsGate(fps)
-
-    def keep(t: float) -> bool:
-        return gate.offer(t0_ns + round(t * NS_PER_S))
-
-    if "keep" in inspect.signature(episode.frames).parameters:  # bags: gate before decoding
-        yield from episode.frames(keep=keep)
-        return
-    for t, rgb in episode.frames():
-        if keep(t):
-            yield t, rgb
 
 
 def _batches(it: Iterator, n: int) -> Iterator[list]:

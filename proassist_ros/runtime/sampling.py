@@ -5,6 +5,8 @@ they are tested directly (test/test_sampling.py) without DDS.
 
 - :class:`FpsGate` keeps frames by their *header stamp*, never by arrival time, so which frames
   are processed depends only on the stamps (same bag, same frames, at any replay rate).
+  :func:`sampled_frames` applies the very same gate to a recorded episode, so offline
+  evaluation, training and the demo see the frames the live node would.
 - :class:`FrameBacklog` hands the kept frames to one worker thread, bounded and drop-oldest.
   The worker always takes everything waiting, and the engine feeds a backlog as context in one
   forward with only the newest frame allowed to speak, so the worker never falls behind the
@@ -15,14 +17,21 @@ they are tested directly (test/test_sampling.py) without DDS.
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+from proassist_ros.constants import NS_PER_S
+
+if TYPE_CHECKING:  # for the annotation only: runtime needs no data layer at run time
+    import numpy as np
+
+    from proassist_ros.data.episode import Episode
 
 T = TypeVar("T")
-NS_PER_S = 1_000_000_000
 
 
 class FpsGate:
@@ -84,6 +93,28 @@ class FpsGate:
     def _keep(self, stamp_ns: int, next_due_ns: int) -> None:
         self._last_kept_ns = stamp_ns
         self._next_due_ns = next_due_ns
+
+
+def sampled_frames(episode: Episode, fps: float, t0_ns: int = 0) -> Iterator[tuple[float, np.ndarray]]:
+    """The frames of a recorded episode that the node would keep: :class:`FpsGate` at ``fps`` over
+    their header stamps (``t0_ns`` + stream time), a 1/fps grid anchored at the first frame.
+
+    An episode read from a bag whose ``frames`` take a ``keep`` predicate is gated before its
+    frames are decoded (a 1 FPS pass over a 10 Hz bag decodes a tenth of them).
+    """
+    if episode.frames is None:
+        raise ValueError(f"{episode.meta.video_id}: the episode has no frames")
+    gate = FpsGate(fps)
+
+    def keep(t: float) -> bool:
+        return gate.offer(t0_ns + round(t * NS_PER_S))
+
+    if "keep" in inspect.signature(episode.frames).parameters:  # bags: gate before decoding
+        yield from episode.frames(keep=keep)
+        return
+    for t, rgb in episode.frames():
+        if keep(t):
+            yield t, rgb
 
 
 class FrameBacklog(Generic[T]):

@@ -19,10 +19,9 @@ import torch
 
 from proassist_ros.data.dataset import iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
-from proassist_ros.data.episode import Episode
-from proassist_ros.eval.offline import sampled_frames
+from proassist_ros.data.episode import Episode, spoken_references
+from proassist_ros.runtime.sampling import sampled_frames
 
-from .layout import spoken
 from .nfs import nfs_rng, subsample
 from .sequence import Sample, SequenceConfig, build_samples
 
@@ -45,7 +44,7 @@ def read_bags(bags_or_dirs: Iterable[str | Path]) -> list[Bag]:
     seen: dict[str, Path] = {}
     for path in iter_dataset([Path(p) for p in bags_or_dirs]):
         ep, t0 = read_episode_base(path)
-        if not spoken(ep):
+        if not spoken_references(ep):
             raise ValueError(f"{path}: has no /proassist/reference turns; training needs reference "
                              "assistant turns")
         vid = ep.meta.video_id

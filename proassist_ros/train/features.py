@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.data.dataset import camera_messages, iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
-from proassist_ros.eval.offline import sampled_frames
-from proassist_ros.runtime.sampling import NS_PER_S, FpsGate
+from proassist_ros.runtime.sampling import FpsGate, sampled_frames
 
 FORMAT = "proassist_ros.features/1"
 

@@ -22,7 +22,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from proassist_ros.data.episode import Episode
+from proassist_ros.data.episode import Episode, spoken_references
 from proassist_ros.engine.knowledge import knowledge_message
 from proassist_ros.engine.session import same_text  # the engine's own goal-repeat test
 from proassist_ros.model.chat import ChatFormat
@@ -48,11 +48,6 @@ class Placement:
     dropped: list[str] = field(default_factory=list)   # why turns could not be placed
 
 
-def spoken(episode: Episode) -> list:
-    """Reference turns the assistant says (progress summaries are IPS targets, never spoken)."""
-    return [r for r in episode.references if r.kind != "progress_summary"]
-
-
 def place_turns(episode: Episode, times: Sequence[float], knowledge: bool) -> Placement:
     """Every user/assistant turn of ``episode`` at its gap on the frame grid ``times``."""
     n = len(times)
@@ -71,7 +66,8 @@ def place_turns(episode: Episode, times: Sequence[float], knowledge: bool) -> Pl
     # Equal times: the user turn first (the bag's order: a user turn precedes the frame, a reply
     # follows it).
     events = [(u.t, 0, "user", u.text.strip()) for u in episode.user_turns if u.text.strip()]
-    events += [(r.t, 1, "assistant", r.text.strip()) for r in spoken(episode) if r.text.strip()]
+    events += [(r.t, 1, "assistant", r.text.strip()) for r in spoken_references(episode)
+               if r.text.strip()]
     prev = 0 if out.turns else -1
     for t, _, role, text in sorted(events, key=lambda e: (e[0], e[1])):
         if role == "user":

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from proassist_ros.data.episode import Episode
+from proassist_ros.data.episode import Episode, is_spoken, spoken_references
 from proassist_ros.engine.config import DEFAULT_SYSTEM_PROMPT, SUMMARY_QUERY, EngineConfig
 from proassist_ros.engine.context import system_content
 from proassist_ros.model.chat import ChatFormat
 
-from .layout import IGNORE, Placed, Renderer, place_turns, spoken
+from .layout import IGNORE, Placed, Renderer, place_turns
 
 __all__ = ["IGNORE", "Sample", "SequenceConfig", "build_samples", "built_summary"]
 
@@ -112,7 +112,7 @@ class _Planner:
         self.lens = [len(chat.message_ids(t.role, t.text)) for t in turns]
         self.query_len = len(chat.message_ids("system", SUMMARY_QUERY)) + self.per
         refs = sorted((r.t, r.text.strip()) for r in episode.references
-                      if r.kind == "progress_summary" and r.text.strip())
+                      if not is_spoken(r.kind) and r.text.strip())
         self.sum_t = [t for t, _ in refs]
         self.sum_text = [s for _, s in refs]
         # A reference describes the state at its time: its frame is the last one at or before it.
@@ -180,7 +180,7 @@ def build_samples(episode: Episode, times: Sequence[float], chat: ChatFormat, *,
     uses every episode once with and once without. ``seed`` draws the later chunks' context.
     """
     vid = episode.meta.video_id
-    if not spoken(episode):
+    if not spoken_references(episode):
         raise ValueError(f"{vid}: has no /proassist/reference turns; training needs reference "
                          "assistant turns")
     if any(b < a for a, b in zip(times, times[1:])):

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 
 from proassist_ros.data.dataset import iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
-from proassist_ros.eval.offline import sampled_frames
 from proassist_ros.model.vision import preprocess
+from proassist_ros.runtime.sampling import sampled_frames
 
 log = logging.getLogger(__name__)
 
