@@ -87,7 +87,7 @@ def _dataset_info(args: argparse.Namespace) -> int:
     from proassist_ros.data.dataset import bag_info, iter_dataset
 
     for bag in iter_dataset([Path(b) for b in args.bags]):
-        print(json.dumps(bag_info(bag), indent=1, ensure_ascii=False))
+        print(json.dumps(bag_info(bag, args.camera_topic), indent=1, ensure_ascii=False))
     return 0
 
 
@@ -136,6 +136,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=_dataset_export)
     info = dsub.add_parser("info", help="print a bag's facts and topic counts (JSON)")
     info.add_argument("bags", nargs="+", help="bags or directories of bags")
+    info.add_argument("--camera-topic", help="the bags' camera topic (default: /camera/image_raw or "
+                                             "its /compressed, else the bag's only image topic)")
     info.set_defaults(func=_dataset_info)
 
 

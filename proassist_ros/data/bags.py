@@ -12,20 +12,20 @@ import functools
 import json
 import sqlite3
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-IMAGE_TOPIC = "/camera/image_raw"
-UTTERANCE_TOPIC = "/proassist/user_utterance"
+from proassist_ros.constants import IMAGE_TOPIC, NS_PER_S, UTTERANCE_TOPIC
+
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 STRING_TYPE = "std_msgs/msg/String"
 BAG_SUFFIXES = (".mcap", ".db3")  # a bare storage file (rosbags reads it without metadata.yaml)
-_NS = 1_000_000_000
 
 
 def msg_dir() -> Path:
@@ -52,8 +52,8 @@ def typestore():
 
 
 def _stamp(ts, t_s: float):
-    ns = int(round(t_s * _NS))
-    return ts.types["builtin_interfaces/msg/Time"](sec=ns // _NS, nanosec=ns % _NS)
+    ns = int(round(t_s * NS_PER_S))
+    return ts.types["builtin_interfaces/msg/Time"](sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)
 
 
 def write_bag(path: Path, frames: Iterable[tuple[float, np.ndarray]],
@@ -79,7 +79,7 @@ def write_bag(path: Path, frames: Iterable[tuple[float, np.ndarray]],
         for t, text in utterances:
             events.append((t, 1, (utt_c, ts.serialize_cdr(String(data=text), STRING_TYPE))))
         for t, _, (conn, raw) in sorted(events, key=lambda e: (e[0], e[1])):
-            w.write(conn, int(round((t0_s + t) * _NS)), raw)
+            w.write(conn, int(round((t0_s + t) * NS_PER_S)), raw)
     return path
 
 
@@ -91,16 +91,36 @@ class BagMessage:
     raw: bytes
 
 
+def connection_messages(reader: Any, conns: Collection[Any]) -> Iterator[tuple[Any, int, bytes]]:
+    """``reader.messages(connections=conns)`` of a rosbags reader, except that no connection
+    reads nothing.
+
+    rosbags reads *every* connection when given an empty list, so a bag lacking a topic (a
+    user's camera-only recording has no task, utterances or references) would hand its camera
+    frames to code expecting that topic's messages. Every filtered read goes through here.
+    """
+    if not conns:
+        return iter(())
+    return reader.messages(connections=list(conns))
+
+
 def read_bag(path: Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
-    """Messages in log-time order with their raw CDR bytes (any rosbag2 storage, any ROS 2 distro)."""
+    """Messages in log-time order with their raw CDR bytes (any rosbag2 storage, any ROS 2 distro).
+
+    ``topics``: only these (none of them in the bag, or an empty list: no messages); None: all.
+    """
     from rosbags.highlevel import AnyReader
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
+    wanted = None if topics is None else set(topics)
     with AnyReader([path], default_typestore=typestore()) as reader:
-        conns = [c for c in reader.connections if topics is None or c.topic in set(topics)]
-        for conn, t_ns, raw in reader.messages(connections=conns):
+        if wanted is None:
+            stream = reader.messages()
+        else:
+            stream = connection_messages(reader, [c for c in reader.connections if c.topic in wanted])
+        for conn, t_ns, raw in stream:
             yield BagMessage(conn.topic, conn.msgtype, t_ns, bytes(raw))
 
 

@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
+    p.add_argument("--camera-topic", help="the bags' camera topic, Image or CompressedImage (default: "
+                                          "/camera/image_raw or its /compressed, else a bag's only image topic)")
     return p
 
 
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                                 strategy=args.strategy, knowledge=not args.no_knowledge, fps=args.fps,
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
                                 reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
-                                rule_k=args.rule_k)
+                                rule_k=args.rule_k, camera_topic=args.camera_topic)
         metrics = evaluate(args.inputs, settings, args.out, report=not args.no_report)
     except (FileNotFoundError, ValueError) as exc:
         print(f"proassist eval: error: {exc}", file=sys.stderr)
@@ -93,6 +95,10 @@ def _print_summary(m: dict, out: Path) -> None:
     print(f"{n} video(s), θ {', '.join(m['thetas'])}; outputs in {out}/")
     if m["metrics_skipped"]:
         print(f"metrics skipped (no /proassist/reference turns): {', '.join(m['metrics_skipped'])}")
+    if m.get("no_task"):
+        print(f"{m['no_task_note']}: {', '.join(m['no_task'])}")
+    if m.get("not_scored_reason"):
+        print(f"{m['not_scored_reason']}; the transcript is under videos[].said in metrics.json")
     if not m["best"]:
         return
     rows = [(f"model @ θ={m['theta_selected']:g}", m["best"])]

@@ -17,16 +17,21 @@ from pathlib import Path
 
 from proassist_ros.data.dataset import iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
+from proassist_ros.data.episode import spoken_references
 from proassist_ros.engine import EngineConfig
 from proassist_ros.eval import baselines
 from proassist_ros.eval.metrics import (
     MatchResult,
     aggregate,
-    pairwise_match,
     select_threshold,
     window_for,
 )
-from proassist_ros.eval.offline import VideoRun, run_episode, spoken_references
+from proassist_ros.eval.offline import VideoRun, run_episode
+from proassist_ros.eval.scoring import score_video
+
+# Said in metrics.json, the report and the printed summary (a user's own recording has neither).
+NOT_SCORED_REASON = "no reference turns: not scored"
+NO_TASK_NOTE = "no task in the bag: the session ran without a goal or recipe"
 
 
 @dataclass
@@ -45,6 +50,7 @@ class EvalSettings:
     compare_model: str | None = None        # a second model, scored at its own best θ
     rule_k: float | None = None             # None: the best k on these bags (say so in the report)
     vision_batch: int = 32
+    camera_topic: str | None = None         # None: the default topics, else the bag's only image topic
 
     def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
         from proassist_ros.engine.config import model_settings
@@ -118,7 +124,7 @@ def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: in
     bar = tqdm(total=len(mine) * len(settings.thetas), unit="run", disable=not show_progress,
                desc=f"eval {Path(model_spec).name}" + (f" [rank {rank}]" if world > 1 else ""))
     for i, bag in mine:
-        episode, t0_ns = read_episode_base(bag)
+        episode, t0_ns = read_episode_base(bag, settings.camera_topic)
         for theta in settings.thetas:
             run = run_episode(model, episode, settings.engine_config(theta, defaults), fps=settings.fps,
                               use_knowledge=settings.knowledge, t0_ns=t0_ns,
@@ -131,9 +137,9 @@ def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: in
 
 def score_runs(runs: list[VideoRun], settings: EvalSettings) -> tuple[MatchResult | None, dict[str, MatchResult]]:
     """Overall and per-video MatchResults of the runs that have references."""
-    per_video = {r.video_id: pairwise_match(r.predictions, [(t, x) for t, x, _ in r.references],
-                                            window_s=settings.window_seconds, fps=settings.fps)
-                 for r in runs if r.has_references}
+    scores = {r.video_id: score_video(r.predictions, r.reference_turns, window_s=settings.window_seconds,
+                                      fps=settings.fps) for r in runs}
+    per_video = {v: m for v, m in scores.items() if m is not None}
     overall = aggregate(list(per_video.values())) if per_video else None
     return overall, per_video
 
@@ -153,8 +159,8 @@ def _baselines(episodes: list, settings: EvalSettings) -> dict:
         return {}
 
     def score(pred_fn) -> MatchResult:
-        return aggregate([pairwise_match(pred_fn(e), [(r.t, r.text) for r in spoken_references(e)],
-                                         window_s=settings.window_seconds, fps=settings.fps) for e in scored])
+        return aggregate([score_video(pred_fn(e), e.references, window_s=settings.window_seconds,
+                                      fps=settings.fps) for e in scored])
 
     silent = score(baselines.silent_predictions)
     per_k = {k: score(lambda e, k=k: baselines.rule_predictions(e, k)) for k in baselines.RULE_KS}
@@ -179,13 +185,13 @@ def _theta_summary(runs: list[VideoRun], settings: EvalSettings) -> dict:
     }
 
 
-def _preflight(bags: list[Path]) -> None:
+def _preflight(bags: list[Path], camera_topic: str | None) -> None:
     """Fail before any model loads, naming the bag: unreadable storage, no camera topic, ..."""
     from rosbags.highlevel import AnyReaderError
 
     for bag in bags:
         try:
-            read_episode_base(bag)
+            read_episode_base(bag, camera_topic)
         except AnyReaderError as exc:
             raise ValueError(f"{bag}: cannot read this bag: {exc}") from exc
 
@@ -196,7 +202,7 @@ def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
     bags = list(iter_dataset(inputs))
     if not bags:
         raise FileNotFoundError(f"no bags found in {', '.join(map(str, inputs))}")
-    _preflight(bags)
+    _preflight(bags, settings.camera_topic)
     acc = _accelerator()
     rank, world = (acc.process_index, acc.num_processes) if acc else (0, 1)
     started = time.perf_counter()
@@ -256,14 +262,17 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
         if r["theta"] == best:
             run = VideoRun.from_dict(r["run"])
             write_run_bag(run, out / "outputs" / run.video_id, r["t0_ns"])
-    episodes = [read_episode_base(b)[0] for b in bags]
+    episodes = [read_episode_base(b, settings.camera_topic)[0] for b in bags]
+    videos = _videos(first, episodes, by_theta[best])
     metrics = {
         "settings": {**asdict(settings), "window_seconds": list(settings.window_seconds)},
         "bags": [str(b) for b in bags],
-        "videos": [{"video_id": r.video_id, "task_type": r.task_type, "split": r.split,
-                    "duration_s": r.duration_s, "references": len(r.references),
-                    "scored": r.has_references} for r in first],
+        "videos": videos,
+        "scored": scored,
+        **({} if scored else {"not_scored_reason": NOT_SCORED_REASON}),
         "metrics_skipped": [r.video_id for r in first if not r.has_references],
+        "no_task": [v["video_id"] for v in videos if not v["task"]],
+        "no_task_note": NO_TASK_NOTE,
         "thetas": per_theta,
         "theta_selected": best,
         "best": per_theta[f"{best:g}"]["overall"],
@@ -278,3 +287,23 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
             metrics["baselines"]["compare_model"] = {"model": settings.compare_model, "theta": cbest,
                                                      **cmp[f"{cbest:g}"]}
     return metrics
+
+
+def _videos(first: list[VideoRun], episodes: list, at_best: list[VideoRun]) -> list[dict]:
+    """Per video: what it holds and what could not be done with it. A video without references
+    gets its transcript at the selected θ instead of scores (what the model said, when, how fast)."""
+    out = []
+    for run, episode, best in zip(first, episodes, at_best, strict=True):
+        v = {"video_id": run.video_id, "task_type": run.task_type, "split": run.split,
+             "duration_s": run.duration_s, "references": len(run.references),
+             "scored": run.has_references, "task": episode.task is not None}
+        notes = [] if run.has_references else [NOT_SCORED_REASON]
+        notes += [] if v["task"] else [NO_TASK_NOTE]
+        if notes:
+            v["notes"] = notes
+        if not run.has_references:
+            v["not_scored_reason"] = NOT_SCORED_REASON
+            v["said"] = [{"t": f.t, "text": f.text, "p_speak": f.p_speak, "llm_s": f.latency_s}
+                         for f in best.frames if f.spoke]
+        out.append(v)
+    return out

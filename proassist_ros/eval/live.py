@@ -65,13 +65,14 @@ def read_guidance(outputs: Path, t0_ns: int, topic: str = GUIDANCE_TOPIC,
 
 
 def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, float], fps: float = 2.0,
-                  topic: str = GUIDANCE_TOPIC, session_id: str | None = None) -> dict:
+                  topic: str = GUIDANCE_TOPIC, session_id: str | None = None,
+                  camera_topic: str | None = None) -> dict:
     """metrics.json's scoring part for one replayed bag (keys as ``proassist eval``'s per-θ dict).
 
     ``overall`` / ``per_video`` are ``MatchResult.to_dict()``; None / {} when the bag has no
     references (nothing to score, as eval's ``metrics_skipped``).
     """
-    episode, t0_ns = read_episode_base(input_bag)
+    episode, t0_ns = read_episode_base(input_bag, camera_topic)
     utts = read_guidance(outputs, t0_ns, topic, session_id)
     vid = episode.meta.video_id
     per_video = {}
@@ -84,6 +85,8 @@ def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, floa
         "t0_ns": t0_ns,
         "references": len(episode.references),
         "metrics_skipped": [] if per_video else [vid],
+        "scored": bool(per_video),
+        **({} if per_video else {"not_scored_reason": "no reference turns: not scored"}),
         "overall": aggregate(list(per_video.values())).to_dict() if per_video else None,
         "per_video": {v: r.to_dict(with_pairs=True) for v, r in per_video.items()},
         "utterances": len(utts),

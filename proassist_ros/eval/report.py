@@ -5,7 +5,8 @@ show a number alone: the headline table puts the model beside the silent and rul
 (and a second model when one was given). It has no JavaScript and no network resources, refers
 to its images relatively, and escapes every text, so the output folder can be moved, archived
 or opened offline. Videos without references still get their timeline; the page says plainly
-that their metrics were skipped.
+that their metrics were skipped. A video whose bag had no task says that its session ran
+without a goal or recipe (the model saw only the frames).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from proassist_ros.eval import plots
+from proassist_ros.eval.evaluate import NO_TASK_NOTE, NOT_SCORED_REASON
 from proassist_ros.eval.offline import VideoRun
 
 MAX_TIMELINES = 30
@@ -110,7 +112,7 @@ def write_report(out: Path, metrics: dict, runs_by_theta: dict[float, list[Video
     parts += _latency_section(out, runs, sel)
     parts += _task_types(at_sel)
     parts += _videos(metrics, at_sel, runs)
-    parts += _timelines(out, runs, at_sel, sel)
+    parts += _timelines(out, runs, at_sel, sel, metrics.get("no_task") or [])
     parts += _settings(metrics)
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(model)} — '
             f"ProAssist evaluation</title><style>{_CSS}</style></head><body>\n"
@@ -126,8 +128,15 @@ def _headline(metrics: dict, at_sel: dict, sel: float) -> list[str]:
     if skipped:
         out.append(f'<p class="note">Metrics were skipped for {len(skipped)} video(s) without references: '
                    f"{esc(', '.join(skipped))}. Their timelines are still drawn below.</p>")
+    no_task = metrics.get("no_task") or []
+    if no_task:
+        out.append(f'<p class="note">{esc(metrics.get("no_task_note") or NO_TASK_NOTE)}: '
+                   f"{esc(', '.join(no_task))}.</p>")
     if metrics.get("best") is None:
-        out.append('<p class="note">No video has references, so there are no metrics and no baselines.</p>')
+        reason = metrics.get("not_scored_reason") or NOT_SCORED_REASON
+        out.append(f'<p class="note">No video has references ({esc(reason)}), so there are no metrics '
+                   "and no baselines: below are what the model said and when (timelines, the "
+                   "utterance tables) and how long it took (latency).</p>")
         return out
     b = metrics.get("baselines") or {}
     rows = [[f"<b>{esc(metrics.get('settings', {}).get('model', 'model'))}</b>", f"θ = {sel:g}",
@@ -211,7 +220,8 @@ def _videos(metrics: dict, at_sel: dict, runs: list[VideoRun]) -> list[str]:
         vid = v["video_id"]
         r = by_id.get(vid)
         name = f'<a href="#v{i}">{esc(vid)}</a>' if i < MAX_TIMELINES and r is not None else esc(vid)
-        common = [name, esc(v.get("task_type") or ""), esc(v.get("split") or ""), fmt(v.get("duration_s"), 1),
+        task_type = "— (no task)" if v.get("task") is False else (v.get("task_type") or "")
+        common = [name, esc(task_type), esc(v.get("split") or ""), fmt(v.get("duration_s"), 1),
                   fmt(v.get("references")), fmt(len(r.predictions) if r else None),
                   fmt(sum(1 for f in r.frames if f.context_event) if r else None)]
         m = per_video.get(vid)
@@ -223,7 +233,8 @@ def _videos(metrics: dict, at_sel: dict, runs: list[VideoRun]) -> list[str]:
                                          "predictions", "context events", "P", "R", "F1"], rows)]
 
 
-def _timelines(out_dir: Path, runs: list[VideoRun], at_sel: dict, sel: float) -> list[str]:
+def _timelines(out_dir: Path, runs: list[VideoRun], at_sel: dict, sel: float,
+               no_task: list[str] | tuple[str, ...] = ()) -> list[str]:
     out = ["<h2>Timelines</h2>",
            f"<p>P(speak) per frame; the model speaks when P(speak) ≥ 1 − θ = {1 - sel:.2f}. Lanes: "
            "references (by kind; hollow = missed), predictions (green = correct, orange = matched but "
@@ -234,6 +245,7 @@ def _timelines(out_dir: Path, runs: list[VideoRun], at_sel: dict, sel: float) ->
                    f"timelines (at most {MAX_TIMELINES} are drawn); their numbers are in the tables above "
                    "and in metrics.json.</p>")
     per_video = at_sel.get("per_video") or {}
+    without_task = set(no_task)
     for i, run in enumerate(runs[:MAX_TIMELINES]):
         if run.has_references and run.video_id not in per_video:
             raise ValueError(f"write_report: {run.video_id} has references but no per-video metrics at "
@@ -242,6 +254,7 @@ def _timelines(out_dir: Path, runs: list[VideoRun], at_sel: dict, sel: float) ->
         name = f"timeline_{i:03d}_{_slug(run.video_id)}.png"
         plots.timeline(out_dir / "plots" / name, run, pairs, sel)
         note = "" if run.has_references else " — no references: metrics skipped"
+        note += " — no task: no goal or recipe" if run.video_id in without_task else ""
         out += [f'<h3 id="v{i}">{esc(run.video_id)}{esc(note)}</h3>', _img(name, f"timeline of {run.video_id}"),
                 _utterance_table(run, pairs)]
     return out

@@ -22,9 +22,9 @@ from typing import Any
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 
+from proassist_ros.constants import NS_PER_S
 from proassist_ros.data.bags import BagMessage, read_bag, typestore
 
-_NS = 1_000_000_000
 CLOCK_HZ = 40.0  # ros2 bag play --clock's default rate
 
 
@@ -49,7 +49,7 @@ def header_stamp_ns(raw: bytes) -> int:
     """The header stamp of a stamped message straight from its CDR bytes (no deserialization)."""
     endian = "<" if raw[1] == 1 else ">"
     sec, nsec = struct.unpack_from(f"{endian}iI", raw, 4)
-    return sec * _NS + nsec
+    return sec * NS_PER_S + nsec
 
 
 def topic_qos(msgtype: str, reliable_images: bool = False) -> QoSProfile:
@@ -90,7 +90,7 @@ class SimClock:
             if self._anchor is None:
                 raise RuntimeError("SimClock.start() first")
             wall, sim, rate = self._anchor
-        return sim + int((time.monotonic() - wall) * rate * _NS)
+        return sim + int((time.monotonic() - wall) * rate * NS_PER_S)
 
     def wall_at(self, sim_ns: int) -> float:
         """The monotonic time at which the clock shows ``sim_ns``."""
@@ -98,7 +98,7 @@ class SimClock:
             if self._anchor is None:
                 raise RuntimeError("SimClock.start() first")
             wall, sim, rate = self._anchor
-        return wall + (sim_ns - sim) / _NS / rate
+        return wall + (sim_ns - sim) / NS_PER_S / rate
 
     def stop(self) -> None:
         self._stop.set()
@@ -111,7 +111,7 @@ class SimClock:
 
         while not self._stop.wait(self._period):
             ns = self.now_ns()
-            self._pub.publish(Clock(clock=Time(sec=ns // _NS, nanosec=ns % _NS)))
+            self._pub.publish(Clock(clock=Time(sec=ns // NS_PER_S, nanosec=ns % NS_PER_S)))
 
 
 def pace(messages: Iterable[BagMessage], due: Callable[[int], float],
@@ -130,16 +130,25 @@ def pace(messages: Iterable[BagMessage], due: Callable[[int], float],
 def play(node: Node, bag: Path, rate: float = 1.0, topics: list[str] | None = None,
          clock: bool = False, wait_for_subscribers_s: float = 10.0,
          on_message: Callable[[str, int], None] | None = None,
-         reliable_images: bool = False) -> int:
+         reliable_images: bool = False, remap: dict[str, str] | None = None) -> int:
     """Publish the bag's messages; returns how many were published. Blocks until done.
 
-    Publishers are created, and matched (bounded by ``wait_for_subscribers_s``), before the first
-    message, so discovery never delays the messages it would otherwise hold up.
+    ``topics``: only these bag topics (none of them in the bag: nothing is published).
+    ``remap``: bag topic -> topic to publish it on, e.g. a recording's ``/usb_cam/image`` onto the
+    ``/camera/image_raw`` the assistant subscribes. Publishers are created, and matched (bounded by
+    ``wait_for_subscribers_s``), before the first message, so discovery never delays the messages
+    it would otherwise hold up.
     """
     if rate <= 0:
         raise ValueError("rate must be > 0")
+    remap = remap or {}
     types = {t: ty for t, ty in bag_topics(bag).items() if topics is None or t in topics}
-    pubs: dict[str, Any] = {t: node.create_publisher(get_message(ty), t, topic_qos(ty, reliable_images))
+    missing = sorted(set(remap) - set(types))
+    if missing:
+        raise ValueError(f"{bag}: cannot remap {', '.join(missing)}: not among the played topics "
+                         f"({', '.join(sorted(types)) or 'none'})")
+    pubs: dict[str, Any] = {t: node.create_publisher(get_message(ty), remap.get(t, t),
+                                                     topic_qos(ty, reliable_images))
                             for t, ty in types.items()}
     deadline = time.monotonic() + wait_for_subscribers_s
     while any(p.get_subscription_count() == 0 for p in pubs.values()) and time.monotonic() < deadline:
@@ -156,7 +165,7 @@ def play(node: Node, bag: Path, rate: float = 1.0, topics: list[str] | None = No
         start_wall = time.monotonic()
 
         def due(t_ns: int) -> float:
-            return start_wall + (t_ns - first.t_ns) / _NS / rate
+            return start_wall + (t_ns - first.t_ns) / NS_PER_S / rate
 
     def publish(m: BagMessage) -> None:
         pubs[m.topic].publish(m.raw)

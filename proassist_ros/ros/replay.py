@@ -43,6 +43,7 @@ class ReplaySettings:
     fps: float | None = None          # None: the node's fps parameter
     timeout_s: float = 60.0           # bound of each wait: the node, the task, the last frames
     preroll_s: float = 2.0            # /clock runs this long (bag time) before the first frame
+    camera_topic: str | None = None   # the bag's camera topic (None: the readers' choice)
 
     def topic(self, name: str) -> str:
         ns = self.namespace.strip("/")
@@ -57,7 +58,7 @@ def replay(bag: Path, settings: ReplaySettings, context: Any = None) -> dict:
     from proassist_ros.data.dataset_read import read_episode_base
 
     bag = Path(bag)
-    read_episode_base(bag)  # a bad bag fails here, named, before any DDS traffic
+    read_episode_base(bag, settings.camera_topic)  # a bad bag fails here, named, before any DDS traffic
     node = rclpy.create_node("proassist_replay", context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
@@ -96,7 +97,7 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
                               "running, active, in this ROS domain and namespace?)")
     params = io.node_parameters(node, settings)
     fps = settings.fps or float(params.get("fps", 2.0))
-    src, dst, notes = io.camera_plan(types, params, bag)
+    src, dst, notes = io.camera_plan(types, params, bag, settings.camera_topic)
     cam = node.create_publisher(get_message(types[src]), dst, topic_qos(types[src], reliable_images=True))
     utt = node.create_publisher(String, settings.topic("user_utterance"),
                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
@@ -113,6 +114,8 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
     clock.start(first_ns - round(settings.preroll_s * NS), settings.rate)
     try:
         session, task_via = io.give_task(node, rec, settings, bag, first_state.session_id)
+        if task_via.startswith("reset"):
+            notes.append("no task in the bag: the session ran without a goal or recipe")
         offset = max(0, clock.now_ns() - first_ns)  # the task took longer than the pre-roll
         delay = clock.wall_at(first_ns + offset) - time.monotonic()
         if delay > 0:
@@ -139,7 +142,7 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
     outputs = rec.write(out / "outputs", session)
     window = tuple(settings.window_s) if settings.window_s else window_for(settings.window)
     scored = score_outputs(bag, outputs, window_s=window, fps=fps, topic=rec.topics["guidance"],
-                           session_id=session)
+                           session_id=session, camera_topic=src)
     guidance = [g for g in rec.guidance if g.session_id == session]
     delta = [a - b for a, b in zip(io.counts(final), base, strict=True)]
     live = {
@@ -191,6 +194,8 @@ def print_summary(m: dict, out: Path) -> None:
     print(f"{m['video_id']}: {m['utterances']} utterances; {live['frames_processed']}/"
           f"{live['frames_expected']} frames processed; slowest frame {live['slowest_frame_s']:.3f} s "
           f"(kept frames {live['kept_frame_wall_period_s']:.3f} s apart); outputs in {out}/")
+    if m.get("not_scored_reason"):
+        print(m["not_scored_reason"])
     if m["overall"]:
         o = m["overall"]
         print(f"P {o['precision']:.3f}  R {o['recall']:.3f}  F1 {o['f1']:.3f}  (matched {o['matched']}, "
@@ -214,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=float, help="the node's fps (default: read from the node)")
     p.add_argument("--timeout-s", type=float, default=60.0, help="bound of each wait on the nodes")
     p.add_argument("--preroll-s", type=float, default=2.0, help="/clock before the first frame (bag s)")
+    p.add_argument("--camera-topic", help="the bag's camera topic (default: /camera/image_raw or its "
+                                          "/compressed, else the bag's only image topic); it is published "
+                                          "on the topic the assistant subscribes")
     return p
 
 
@@ -230,10 +238,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--window-s wants LEFT,RIGHT, e.g. -2,4; got {args.window_s!r}")
         settings = ReplaySettings(rate=args.rate, namespace=args.namespace, out=args.out, window=args.window,
                                   window_s=window_s, fps=args.fps, timeout_s=args.timeout_s,
-                                  preroll_s=args.preroll_s)
+                                  preroll_s=args.preroll_s, camera_topic=args.camera_topic)
         from proassist_ros.data.dataset_read import read_episode_base
 
-        read_episode_base(args.bag)  # a bad bag: an error before any DDS participant starts
+        read_episode_base(args.bag, args.camera_topic)  # a bad bag: an error before any DDS participant starts
     except (FileNotFoundError, ValueError) as exc:
         print(f"proassist replay: error: {exc}", file=sys.stderr)
         return 2

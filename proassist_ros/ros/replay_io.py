@@ -11,13 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proassist_ros.data.bags import IMAGE_TOPIC, read_bag
-from proassist_ros.data.schema import COMPRESSED_TOPIC, TASK_TOPIC
+from proassist_ros.constants import NS_PER_S
+from proassist_ros.data.bags import IMAGE_TOPIC, IMAGE_TYPE, read_bag
+from proassist_ros.data.dataset_read import choose_camera_topic
+from proassist_ros.data.schema import CAMERA_TYPES, COMPRESSED_TOPIC, TASK_TOPIC
 
 if TYPE_CHECKING:
     from proassist_ros.ros.replay import ReplaySettings
 
-NS = 1_000_000_000
+COMPRESSED_TYPE = CAMERA_TYPES[COMPRESSED_TOPIC]
 PARAMS = ("model", "theta", "fps", "transport", "image_topic", "reply_max_tokens",
           "context_strategy", "context_limit", "use_sim_time")
 
@@ -78,7 +80,7 @@ class Recorder:
                 if m.session_id != session_id or (kind == "TaskState" and raw == last_state):
                     continue  # another session, or a heartbeat repeating the last state
                 last_state = raw if kind == "TaskState" else last_state
-                events.append((m.header.stamp.sec * NS + m.header.stamp.nanosec, order, kind, raw))
+                events.append((m.header.stamp.sec * NS_PER_S + m.header.stamp.nanosec, order, kind, raw))
         shutil.rmtree(path, ignore_errors=True)
         ts = typestore()
         with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
@@ -105,23 +107,41 @@ def node_parameters(node: Any, settings: ReplaySettings) -> dict[str, Any]:
         node.destroy_client(client)
 
 
-def camera_plan(bag_types: dict[str, str], params: dict[str, Any], bag: Path) -> tuple[str, str, list[str]]:
-    """(bag camera topic, topic to publish it on, notes): what the node subscribes, from the bag."""
-    notes = []
+def camera_plan(bag_types: dict[str, str], params: dict[str, Any], bag: Path,
+                camera_topic: str | None = None) -> tuple[str, str, list[str]]:
+    """(bag camera topic, topic to publish it on, notes): the bag's frames go where the node listens.
+
+    ``camera_topic`` (``--camera-topic``) names the bag's topic, whatever it is called; without it
+    the readers' choice applies (the default topics, else the bag's only image topic). The frames
+    are published on the node's ``image_topic`` (``/compressed`` appended for ``transport:
+    compressed``), so their type must be the one the node's transport takes.
+    """
+    notes: list[str] = []
     if not params:
-        src = IMAGE_TOPIC if IMAGE_TOPIC in bag_types else COMPRESSED_TOPIC
-        notes.append("the assistant's parameters were not readable: publishing the bag's camera topic as is")
-        return src, src, notes
+        src = choose_camera_topic(bag_types, bag, camera_topic)
+        dst = COMPRESSED_TOPIC if bag_types[src] == COMPRESSED_TYPE else IMAGE_TOPIC
+        notes.append(f"the assistant's parameters were not readable: publishing {src} on {dst}, the "
+                     "node's default camera topic")
+        return src, dst, notes
     compressed = params.get("transport") == "compressed"
-    src = COMPRESSED_TOPIC if compressed else IMAGE_TOPIC
-    if src not in bag_types:
+    want = COMPRESSED_TYPE if compressed else IMAGE_TYPE
+    default = COMPRESSED_TOPIC if compressed else IMAGE_TOPIC
+    if camera_topic is None and bag_types.get(default) == want:
+        src = default  # a bag with both default topics: the one the node's transport takes
+    else:
+        src = choose_camera_topic(bag_types, bag, camera_topic, "compressed" if compressed else "raw")
+    if bag_types[src] != want:
         raise ValueError(f"{bag}: the assistant subscribes {'compressed' if compressed else 'raw'} images "
-                         f"(transport {params.get('transport')!r}) but the bag has no {src}; start the "
-                         f"node with transport:={'raw' if compressed else 'compressed'}")
-    if compressed and IMAGE_TOPIC in bag_types:
+                         f"(transport {params.get('transport')!r}) but the bag's camera topic {src} holds "
+                         f"{bag_types[src]}; start the node with "
+                         f"transport:={'raw' if compressed else 'compressed'}")
+    if compressed and IMAGE_TOPIC in bag_types and camera_topic is None:
         notes.append("the node gets the JPEG frames while `proassist eval` reads the raw ones")
     base = str(params.get("image_topic") or IMAGE_TOPIC).rstrip("/")
-    return src, f"{base}/compressed" if compressed else base, notes
+    dst = f"{base}/compressed" if compressed else base
+    if src != dst:
+        notes.append(f"the bag's {src} is published on {dst}, the topic the assistant subscribes")
+    return src, dst, notes
 
 
 def wait_camera_matched(node: Any, pub: Any, topic: str, timeout: float, settle_s: float = 3.0) -> str:
