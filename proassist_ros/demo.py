@@ -162,8 +162,9 @@ def _report(out: Path, bag: Path, m: dict) -> int:
     print("transcript: what the assistant said (ASSISTANT) beside what the reference says (reference)")
     print("\n".join(lines))
     live = m["live"]
+    slowest = live.get("slowest_frame") or f"{live['slowest_frame_s']:.2f} s"
     print(f"\nframes: {live['frames_processed']}/{live['frames_expected']} processed; slowest frame "
-          f"{live['slowest_frame_s']:.2f} s")
+          f"(receipt → decision published) {slowest}")
     if m.get("overall"):
         o = m["overall"]
         print(f"score (ProAssist pairwise matching, window {m['settings']['window_seconds']} s): P {o['precision']:.3f}"

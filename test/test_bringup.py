@@ -208,6 +208,11 @@ def test_bringup_runs_both_nodes_with_namespace_and_remaps(spawn, rclpy_context,
         while not graph_ready() and _before(deadline):
             executor.spin_once(timeout_sec=0.1)
         assert graph_ready(), sorted(node.get_node_names_and_namespaces())
+        # One process per node, as the launch file runs them (docs/performance.md).
+        children = _children(proc.pid)
+        assert sorted(c.split(" -m ")[1].split()[0] for c in children) == sorted(
+            spec.factory.split(":")[0] for spec in nodeset.NODES), children
+        assert all("__ns:=/robot1" in c for c in children), children
     finally:
         executor.shutdown()
         node.destroy_node()
@@ -218,6 +223,21 @@ def test_bringup_runs_both_nodes_with_namespace_and_remaps(spawn, rclpy_context,
         proc.kill()
         pytest.fail("bringup did not exit on SIGINT")
     assert proc.returncode == 0, out
+
+
+@pytest.mark.dds
+def test_bringup_ends_the_set_when_a_node_fails(spawn, tmp_path):
+    """A node that cannot start (a parameter out of range) ends bringup with its exit code 2."""
+    proc = spawn(["-m", "proassist_ros.ros.bringup", "--ros-args", "-p", "fps:=100.0"])
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out
+    assert "fps" in out and "assistant exited with code 2" in out, out
+
+
+def _children(pid: int) -> list[str]:
+    """Command lines of the direct child processes of ``pid`` (Linux /proc)."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [Path(f"/proc/{k}/cmdline").read_text().replace("\0", " ") for k in kids]
 
 
 def _deadline(seconds: float) -> float:

@@ -276,28 +276,37 @@ class AssistantSession:
         cfg, chat = self._cfg, self.model.chat
         self.last_input_ids = list(f.ids)
         blocked = self._policy.may_speak(cfg, f.stamp)
+        t0 = time.perf_counter()
         if blocked:  # feed the frame only: exactly a silent step
             last = forward_chunk(self.model, self._state, f.ids, f.feats)[-1]
             r = self._silent(f, float(torch.softmax(last, -1)[chat.silence_id]))
             r.blocked_by = blocked if self._wants_to_speak(r.p_silence, last) else ""
+            r.timings["decide_s"] = time.perf_counter() - t0
             return r
         before_reply = self._state.num_tokens + len(f.ids)
         step = step_frame(self.model, self._state, f.ids, f.feats, cfg.theta,
                           max_new_tokens=cfg.reply_max_tokens,
                           append_eot_after_reply=cfg.append_eot_after_reply)
+        # Stage timings (runtime/stages.py): the decision, then the reply's tokens.
+        timings = {"decide_s": step.decide_s, "reply_s": time.perf_counter() - t0 - step.decide_s}
         if not step.spoke:
-            return self._silent(f, step.p_silence)
+            r = self._silent(f, step.p_silence)
+            r.timings.update(timings)
+            return r
         if self._policy.is_repeat(cfg, step.text):
             self._crop(before_reply)  # as if the frame had been silent
             r = self._silent(f, step.p_silence)
             r.blocked_by = "repeat"
+            r.timings.update(timings)
             return r
         self._policy.record(f.stamp, step.text)
         kind, priority, interrupt = classify(step.text, f.answer)
         seq, self._seq = self._seq, self._seq + 1
         self._tracker.state.last_guidance_seq = seq
+        step_index = self._tracker.match(step.text)
+        timings["reply_s"] = time.perf_counter() - t0 - step.decide_s  # with the step matching
         return FrameResult(f.stamp, True, step.text, step.p_silence, seq, kind, priority, interrupt,
-                           cfg.theta, self._tracker.match(step.text))
+                           cfg.theta, step_index, timings=timings)
 
     def _silent(self, f: _Frame, p: float) -> FrameResult:
         return FrameResult(f.stamp, p_silence=p, threshold=self._cfg.theta)

@@ -9,6 +9,7 @@ Cache API (``DynamicCache``, passed as ``cache=``). All mutable per-stream state
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -51,6 +52,7 @@ class FrameStep:
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
     finished: bool = False
+    decide_s: float = 0.0  # wall time of the decision (the chunk's forward); the rest is the reply
 
 
 @torch.no_grad()
@@ -104,16 +106,18 @@ def step_frame(
     """
     chat = model.chat
     silence = chat.silence_id
+    t0 = time.perf_counter()
     last = forward_chunk(model, state, input_ids, frame_feats)[-1]  # (V,) fp32
     p_silence = float(torch.softmax(last, dim=-1)[silence].item())
+    decide_s = time.perf_counter() - t0
     if theta > 0:
         if p_silence > theta:
-            return FrameStep(p_silence, False)
+            return FrameStep(p_silence, False, decide_s=decide_s)
         last = last.clone()
         last[silence] = -FORCE_LOGIT
     first = _argmax(last)
     if first == silence or max_new_tokens <= 0:
-        return FrameStep(p_silence, False)
+        return FrameStep(p_silence, False, decide_s=decide_s)
 
     tokens = [first]
     finished = False
@@ -126,7 +130,7 @@ def step_frame(
     if append_eot_after_reply:
         forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence])
     text = chat.clean_reply(tokens)
-    return FrameStep(p_silence, bool(text), tokens, text, finished)
+    return FrameStep(p_silence, bool(text), tokens, text, finished, decide_s)
 
 
 def drop_middle(state: StreamState, keep_prefix: int, keep_last: int) -> None:

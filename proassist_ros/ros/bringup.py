@@ -1,16 +1,19 @@
-"""``proassist bringup``: the assistant and the TTS node in one process, as the launch file runs them.
+"""``proassist bringup``: the assistant and the TTS node, each in its own process, as the launch file runs them.
 
 ``launch``/``launch_ros`` have no wheels (environment.md), so this is how the system starts where
 there is no ROS install. Both ways read :mod:`proassist_ros.ros.nodeset`: the same nodes, names,
-namespace, parameters file and remaps. The nodes share one MultiThreadedExecutor; the assistant's
-inference runs on its own worker thread, so neither node waits for the other.
+namespace, parameters file and remaps. Bringup is a small supervisor: it starts one process per
+node, forwards SIGINT/SIGTERM to them, and ends the set when one node ends.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+import ctypes
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +38,21 @@ def parse_args(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return vars(parser.parse_args(argv)), ros_args
 
 
-def create_nodes(values: dict[str, str], context: Any = None) -> list[Any]:
-    """Construct every node of the set (not started) with its nodeset arguments."""
-    nodes = []
-    for spec in nodeset.NODES:
-        module, cls = spec.factory.split(":")
-        factory = getattr(importlib.import_module(module), cls)
-        nodes.append(factory(namespace=values["namespace"], context=context,
-                             cli_args=nodeset.ros_arguments(spec, values)))
-    return nodes
+def node_command(spec: nodeset.NodeSpec, values: dict[str, str], ros_args: list[str]) -> list[str]:
+    """The command line that runs ``spec``'s node in a process of its own, as the launch file does."""
+    module = spec.factory.split(":")[0]
+    args = nodeset.ros_arguments(spec, values)  # starts with --ros-args
+    args += ["-r", f"__ns:=/{values['namespace'].strip('/')}"]
+    return [sys.executable, "-m", module, *args, *[a for a in ros_args if a != "--ros-args"]]
 
 
 def bringup_main(argv: list[str]) -> int:
-    """Run the node set until SIGINT/SIGTERM; 0 on a clean exit, 2 on bad arguments."""
+    """Run the node set until SIGINT/SIGTERM; 0 on a clean exit, 2 on bad arguments.
+
+    One process per node, as ``ros2 launch`` runs them (docs/performance.md): in one process the
+    TTS node's executor, its speech synthesis and the assistant's executor took the GIL and the
+    cores from the model's worker thread. A node that exits ends the set with its exit code.
+    """
     values, ros_args = parse_args(argv)
     if values["params_file"] and not Path(values["params_file"]).is_file():
         print(f"proassist bringup: params file not found: {values['params_file']}",
@@ -55,20 +60,52 @@ def bringup_main(argv: list[str]) -> int:
         return 2
     from proassist_ros.ros.dds_profile import apply_default_profile
 
-    profile = apply_default_profile()  # before the first participant; a user's own one wins
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    apply_default_profile()  # inherited by the nodes' processes; a user's own one wins
+    procs = [subprocess.Popen(node_command(spec, values, ros_args), preexec_fn=_die_with_parent)
+             for spec in nodeset.NODES]
+    stopping: list[int] = []
 
-    from proassist_ros.ros.spin import run_nodes
+    def forward(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
 
-    rclpy.init(args=["proassist", *ros_args])
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = 0
+        while all(p.poll() is None for p in procs) and not stopping:
+            time.sleep(0.2)  # supervisor poll: a node's exit or a forwarded signal ends it
+        ended = [p for p in procs if p.poll() is not None]
+        if ended and not stopping:  # a node died on its own: stop the others, report its code
+            code = ended[0].returncode
+            print(f"proassist bringup: {_name(procs.index(ended[0]))} exited with code {code}; "
+                  "stopping the others", file=sys.stderr)
+            forward(signal.SIGINT, None)
+        for i, proc in enumerate(procs):
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                print(f"proassist bringup: {_name(i)} did not stop in 30 s; killed", file=sys.stderr)
+                proc.kill()
+                proc.wait()
+            code = code or (proc.returncode if proc.returncode > 0 else 0)
+        return code
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
-    def make() -> list[Any]:
-        nodes = create_nodes(values)
-        nodes[0].get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
-        return nodes
 
-    return run_nodes("proassist bringup", make, MultiThreadedExecutor(num_threads=4))
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM it when bringup dies, even by SIGKILL (Linux prctl)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:  # not glibc Linux: the nodes then outlive a killed bringup
+        pass
+
+
+def _name(index: int) -> str:
+    return nodeset.NODES[index].name
 
 
 def main() -> int:

@@ -17,6 +17,7 @@ from std_msgs.msg import Header
 from proassist_ros.constants import NS_PER_S
 from proassist_ros.msg import AssistantStats, Guidance, TaskState
 from proassist_ros.runtime.health import StatsSnapshot, key_values
+from proassist_ros.runtime.stages import STAGES
 
 if TYPE_CHECKING:
     from proassist_ros.engine import FrameResult, TaskStateData
@@ -72,14 +73,20 @@ def task_state_msg(data: TaskStateData, header: Header) -> TaskState:
 
 
 def stats_msg(snap: StatsSnapshot, header: Header) -> AssistantStats:
-    """AssistantStats from a snapshot."""
+    """AssistantStats from a snapshot (stage timings in STAGES order)."""
+    st = snap.stages
     return AssistantStats(
         header=header, frames_received=snap.frames_received,
         frames_processed=snap.frames_processed, frames_dropped=snap.frames_dropped,
         decode_errors=snap.decode_errors, inference_time_p50_s=snap.inference_p50_s,
         inference_time_p95_s=snap.inference_p95_s, context_tokens=snap.context_tokens,
         summaries_triggered=snap.summaries_triggered, real_time_factor=snap.real_time_factor,
-        input_rate_hz=snap.input_rate_hz, incompatible_qos_events=snap.incompatible_qos_events)
+        input_rate_hz=snap.input_rate_hz, incompatible_qos_events=snap.incompatible_qos_events,
+        frames_caught_up=snap.frames_caught_up, latency_p50_s=st.latency_p50_s,
+        latency_max_s=st.latency_max_s, stage_names=list(STAGES),
+        stage_p50_s=list(st.stage_p50_s), stage_max_s=list(st.stage_max_s),
+        slowest_frame_stages_s=list(st.slowest.seconds) if st.slowest else [0.0] * len(STAGES),
+        slowest_frame=st.slowest.describe() if st.slowest else "")
 
 
 def diagnostics_msg(snap: StatsSnapshot, level: int, message: str, stamp: Time, name: str,

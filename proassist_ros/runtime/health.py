@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from proassist_ros.runtime.stages import STAGES, StageSummary
 
 OK, WARN, ERROR = 0, 1, 2  # diagnostic_msgs/DiagnosticStatus levels (bytes there)
 
@@ -26,6 +28,7 @@ class StatsSnapshot:
     overwritten: int = 0              # part of frames_dropped: replaced in the mailbox
     incompatible_qos_events: int = 0
     summaries_triggered: int = 0
+    frames_caught_up: int = 0         # part of frames_processed: older backlog frames, fed silently
     inference_p50_s: float = 0.0
     inference_p95_s: float = 0.0
     real_time_factor: float = 0.0
@@ -38,13 +41,14 @@ class StatsSnapshot:
     # resolved by it (a best-effort camera appearing while subscribed reliable), not a problem.
     qos_events_resolved: int = 0
     camera_qos: str = ""              # the camera subscription's reliability and why
+    stages: StageSummary = field(default_factory=StageSummary)  # where the time goes (stages.py)
 
 
 class StreamCounters:
     """Monotonic counters shared by callbacks and the worker (lock-protected increments)."""
 
     FIELDS = ("frames_received", "frames_processed", "frames_dropped", "decode_errors",
-              "overwritten", "incompatible_qos_events", "summaries_triggered")
+              "overwritten", "incompatible_qos_events", "summaries_triggered", "frames_caught_up")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,7 +72,7 @@ def snapshot(counters: StreamCounters, **rest: float | bool) -> StatsSnapshot:
 
 
 def assess(now: StatsSnapshot, before: StatsSnapshot | None,
-           qos_warn_window_s: float = 30.0) -> tuple[int, str]:
+           qos_warn_window_s: float = 30.0, latency_warn_s: float = 3.0) -> tuple[int, str]:
     """Diagnostics level and message for ``now``, given the previous period's ``before``."""
     before = before or StatsSnapshot()
     if not now.active:
@@ -76,9 +80,13 @@ def assess(now: StatsSnapshot, before: StatsSnapshot | None,
     if not now.enabled:
         return OK, "disabled (enable service)"
     problems = []
+    slowest = now.stages.slowest
     if now.real_time_factor > 1.0 or now.overwritten > before.overwritten:
         problems.append(f"falling behind the camera (real-time factor {now.real_time_factor:.2f},"
-                        f" {now.overwritten - before.overwritten} frames replaced before inference)")
+                        f" {now.overwritten - before.overwritten} frames replaced before inference"
+                        + (f"; slowest frame {slowest.describe()}" if slowest else "") + ")")
+    elif slowest is not None and slowest.latency_s > latency_warn_s:
+        problems.append(f"frames wait: slowest frame {slowest.describe()}")
     unresolved = now.incompatible_qos_events > now.qos_events_resolved
     if unresolved and (now.seconds_since_qos_event < qos_warn_window_s
                        or now.input_rate_hz == 0.0):
@@ -94,9 +102,24 @@ def assess(now: StatsSnapshot, before: StatsSnapshot | None,
 
 
 def key_values(snap: StatsSnapshot) -> list[tuple[str, str]]:
-    """Every field of ``snap`` as (key, text) pairs for DiagnosticStatus.values."""
+    """Every field of ``snap`` as (key, text) pairs for DiagnosticStatus.values.
+
+    The stage summary becomes ``latency_p50_s``, ``latency_max_s``, ``stage_<name>_p50_s`` /
+    ``_max_s`` per stage, and ``slowest_frame`` ('3.10 s: queue 1.60 s, reply 1.20 s').
+    """
     pairs = []
-    for field in dataclasses.fields(snap):
-        value = getattr(snap, field.name)
-        pairs.append((field.name, f"{value:.4g}" if isinstance(value, float) else str(value)))
+    for f in dataclasses.fields(snap):
+        if f.name == "stages":
+            continue
+        value = getattr(snap, f.name)
+        pairs.append((f.name, _text(value)))
+    st = snap.stages
+    pairs += [("latency_p50_s", _text(st.latency_p50_s)), ("latency_max_s", _text(st.latency_max_s))]
+    for name, p50, top in zip(STAGES, st.stage_p50_s, st.stage_max_s, strict=True):
+        pairs += [(f"stage_{name}_p50_s", _text(p50)), (f"stage_{name}_max_s", _text(top))]
+    pairs.append(("slowest_frame", st.slowest.describe() if st.slowest else ""))
     return pairs
+
+
+def _text(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -27,6 +27,7 @@ from proassist_ros.runtime.sampling import (
     RateMeter,
     StatsWindow,
 )
+from proassist_ros.runtime.stages import StageWindow, from_session
 from proassist_ros.runtime.worker import MailboxWorker
 
 P = TypeVar("P")  # the frame payload (an image message in the node)
@@ -72,7 +73,7 @@ class FrameStream(Generic[P]):
         self._worker = MailboxWorker(self._mailbox, self._process, on_error)
         self._utterances: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.counters = StreamCounters()
-        self._window, self._rate = StatsWindow(), RateMeter()
+        self._window, self._rate, self._stages = StatsWindow(), RateMeter(), StageWindow()
         self.enabled = True
         self._context_tokens = 0
 
@@ -138,8 +139,13 @@ class FrameStream(Generic[P]):
         self._utterances.put(text)
 
     def _process(self, jobs: list[Job[P]]) -> None:
-        """Decode the waiting frames and give them to the session as one backlog (oldest first)."""
-        start = time.perf_counter()
+        """Decode the waiting frames and give them to the session as one backlog (oldest first).
+
+        Every stage is timed (runtime/stages.py): how long the oldest frame waited, decoding,
+        the engine's vision / catch-up / decision / reply / context, and publishing.
+        """
+        start = time.monotonic()
+        queue_s = start - jobs[0].received if jobs else 0.0
         good: list[tuple[Job[P], Any]] = []
         for job in jobs:
             try:
@@ -149,6 +155,7 @@ class FrameStream(Generic[P]):
                 self._on_decode_error(exc)
         if not good:
             return
+        decode_s = time.monotonic() - start
         newest_s = good[-1][0].stamp_ns / NS_PER_S
         with self._lock:
             session = self._session
@@ -158,21 +165,25 @@ class FrameStream(Generic[P]):
                 session.push_user_utterance(self._utterances.get(), newest_s)
             results = session.push_frames([(rgb, job.stamp_ns / NS_PER_S) for job, rgb in good])
             self._context_tokens = int(session.context_tokens)
-            self._window.add(newest_s, time.perf_counter() - start)
-            self.counters.add(frames_processed=len(good),
+            self._window.add(newest_s, time.monotonic() - start)
+            self.counters.add(frames_processed=len(good), frames_caught_up=len(good) - 1,
                               summaries_triggered=sum(bool(r.context_event) for r in results))
             # Still under the lock: outputs of a frame and of a service (set_task, reset) are
             # published in the order the session saw them, so a stale TaskState never wins.
             state = session.task_state()
+            published = time.monotonic()
             for (job, _), result in zip(good, results, strict=True):
                 self._on_output(Output(job, result, state, session.session_id))
+            done = time.monotonic()
+            self._stages.add(from_session(newest_s, queue_s, decode_s, results, done - published,
+                                          done - good[0][0].received))
 
     # -- stats --------------------------------------------------------------------------------
     def snapshot(self, active: bool, seconds_since_qos_event: float) -> StatsSnapshot:
         """All figures for AssistantStats and /diagnostics."""
         p50, p95 = self._window.percentiles()
         return snapshot(
-            self.counters, inference_p50_s=p50, inference_p95_s=p95,
+            self.counters, stages=self._stages.summary(), inference_p50_s=p50, inference_p95_s=p95,
             real_time_factor=self._window.real_time_factor(self._gate.period_s),
             input_rate_hz=self._rate.rate_hz(), context_tokens=self._context_tokens,
             active=active, enabled=self.enabled, seconds_since_qos_event=seconds_since_qos_event)
