@@ -2,9 +2,9 @@
 
 ``proassist replay`` (ros/replay.py) plays a dataset bag to the nodes and records their outputs
 into a bag; this module reads that recording back and scores it exactly as ``proassist eval``
-scores an offline run (``eval.metrics.pairwise_match`` on times relative to the input bag's t0),
-so the two paths' numbers are comparable key for key. It also works on a user's own
-``ros2 bag record`` of /proassist/guidance made while playing a dataset bag.
+scores an offline run (``eval.scoring.score_video``: the spoken references only, times relative
+to the input bag's t0), so the two paths' numbers are comparable key for key. It also works on a
+user's own ``ros2 bag record`` of /proassist/guidance made while playing a dataset bag.
 """
 
 from __future__ import annotations
@@ -13,13 +13,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from proassist_ros.constants import GUIDANCE_TOPIC, NS_PER_S
 from proassist_ros.data.bags import typestore
 from proassist_ros.data.dataset_read import read_episode_base
-from proassist_ros.eval.metrics import aggregate, pairwise_match
-from proassist_ros.runtime.sampling import NS_PER_S, FpsGate
+from proassist_ros.data.episode import spoken_references
+from proassist_ros.eval.metrics import aggregate
+from proassist_ros.eval.scoring import score_video
+from proassist_ros.runtime.sampling import FpsGate
 
 GUIDANCE_TYPE = "proassist_ros/msg/Guidance"
-GUIDANCE_TOPIC = "/proassist/guidance"  # not /proassist/reference: the references share the type
+# Outputs are read from GUIDANCE_TOPIC, never /proassist/reference: the references share the type.
 
 
 @dataclass(frozen=True)
@@ -70,20 +73,17 @@ def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, floa
     """metrics.json's scoring part for one replayed bag (keys as ``proassist eval``'s per-θ dict).
 
     ``overall`` / ``per_video`` are ``MatchResult.to_dict()``; None / {} when the bag has no
-    references (nothing to score, as eval's ``metrics_skipped``).
+    spoken references (nothing to score, as eval's ``metrics_skipped``).
     """
     episode, t0_ns = read_episode_base(input_bag, camera_topic)
     utts = read_guidance(outputs, t0_ns, topic, session_id)
     vid = episode.meta.video_id
-    per_video = {}
-    if episode.references:
-        result = pairwise_match([(u.t, u.text) for u in utts], [(r.t, r.text) for r in episode.references],
-                                window_s=window_s, fps=fps)
-        per_video[vid] = result
+    result = score_video([(u.t, u.text) for u in utts], episode.references, window_s=window_s, fps=fps)
+    per_video = {vid: result} if result is not None else {}
     return {
         "video_id": vid,
         "t0_ns": t0_ns,
-        "references": len(episode.references),
+        "references": len(spoken_references(episode)),
         "metrics_skipped": [] if per_video else [vid],
         "scored": bool(per_video),
         **({} if per_video else {"not_scored_reason": "no reference turns: not scored"}),
