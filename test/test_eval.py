@@ -54,7 +54,7 @@ ARGS = ["--model", "tiny", "--reply-max-tokens", "4", "--no-report"]
 def test_eval_writes_metrics_output_bags_and_selected_theta(bags, tmp_path, capsys):
     out, params = tmp_path / "out", tmp_path / "sel" / "theta.yaml"
     assert main([str(bags), *ARGS, "--sweep", "0.2:0.6:0.2", "--out", str(out),
-                 "--select-threshold", str(params)]) == 0
+                 "--select-theta", str(params)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert list(m["thetas"]) == ["0.2", "0.4", "0.6"]
     assert m["metrics_skipped"] == ["own_recording"]
@@ -145,7 +145,7 @@ def _strip(d):
 def test_two_processes_equal_one(bags, tmp_path):
     """torchrun --nproc_per_node 2 (gloo on the CPU): bags sharded, results merged, identical."""
     one, two = tmp_path / "one", tmp_path / "two"
-    assert main([str(bags), *ARGS, "--threshold", "0.5", "--out", str(one)]) == 0
+    assert main([str(bags), *ARGS, "--theta", "0.5", "--out", str(one)]) == 0
     torchrun = Path(sys.executable).with_name("torchrun")
     with socket.socket() as sock:  # a free port for the rendezvous (torchrun has no "any port")
         sock.bind(("127.0.0.1", 0))
@@ -153,7 +153,7 @@ def test_two_processes_equal_one(bags, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                            "--master_port", str(port), "-m", "proassist_ros.eval.cli", str(bags), *ARGS,
-                           "--threshold", "0.5", "--out", str(two)],
+                           "--theta", "0.5", "--out", str(two)],
                           capture_output=True, text=True, timeout=280, env=env, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     a, b = (json.loads((d / "metrics.json").read_text()) for d in (one, two))

@@ -22,7 +22,7 @@ from proassist_ros.eval.metrics import (
     frame_index,
     macro_average,
     pairwise_match,
-    select_threshold,
+    select_theta,
     tokenize,
     window_for,
 )
@@ -330,22 +330,22 @@ THETAS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 def test_theta_selection_two_local_maxima():
     f1 = [0.20, 0.30, 0.35, 0.31, 0.28, 0.33, 0.42, 0.40, 0.30]  # peaks at 0.3 (0.35) and 0.7 (0.42)
     assert local_maxima(THETAS, f1) == [(0.3, 0.35), (0.7, 0.42)]
-    assert select_threshold(THETAS, f1) == 0.7
+    assert select_theta(THETAS, f1) == 0.7
     swapped = [0.20, 0.30, 0.45, 0.31, 0.28, 0.33, 0.42, 0.40, 0.30]
-    assert select_threshold(THETAS, swapped) == 0.3
+    assert select_theta(THETAS, swapped) == 0.3
     order = [8, 2, 5, 0, 7, 1, 4, 6, 3]  # the sweep may come in any order
-    assert select_threshold([THETAS[i] for i in order], [f1[i] for i in order]) == 0.7
+    assert select_theta([THETAS[i] for i in order], [f1[i] for i in order]) == 0.7
 
 
 def test_theta_selection_plateaus_ties_and_edges():
-    assert select_threshold(THETAS[:6], [0.1, 0.3, 0.3, 0.3, 0.3, 0.2]) == 0.3  # plateau 0.2-0.5: lower middle
+    assert select_theta(THETAS[:6], [0.1, 0.3, 0.3, 0.3, 0.3, 0.2]) == 0.3  # plateau 0.2-0.5: lower middle
     assert local_maxima(THETAS[:5], [0.1, 0.3, 0.3, 0.4, 0.2]) == [(0.4, 0.4)]  # a shelf is not a peak
-    assert select_threshold(THETAS[:5], [0.1, 0.4, 0.2, 0.4, 0.1]) == 0.2  # equal peaks: the smaller θ
+    assert select_theta(THETAS[:5], [0.1, 0.4, 0.2, 0.4, 0.1]) == 0.2  # equal peaks: the smaller θ
     rising = [0.1, 0.2, 0.3, 0.4]
-    assert select_threshold(THETAS[:4], rising) == 0.4
+    assert select_theta(THETAS[:4], rising) == 0.4
     with pytest.raises(ValueError, match="extend the sweep"):
-        select_threshold(THETAS[:4], rising, allow_edge=False)
-    assert select_threshold(THETAS[:5], [0.5, 0.1, 0.3, 0.2, 0.6], allow_edge=False) == 0.3
+        select_theta(THETAS[:4], rising, allow_edge=False)
+    assert select_theta(THETAS[:5], [0.5, 0.1, 0.3, 0.2, 0.6], allow_edge=False) == 0.3
 
 
 @pytest.mark.parametrize("thetas, f1s, match", [
@@ -356,4 +356,4 @@ def test_theta_selection_plateaus_ties_and_edges():
 ])
 def test_theta_selection_rejects_bad_sweeps(thetas, f1s, match):
     with pytest.raises(ValueError, match=match):
-        select_threshold(thetas, f1s)
+        select_theta(thetas, f1s)

@@ -18,7 +18,7 @@ from matplotlib.image import imread
 from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.eval import evaluate, report
 from proassist_ros.eval import metrics as paper_metric
-from proassist_ros.eval.metrics import select_threshold
+from proassist_ros.eval.metrics import select_theta
 from proassist_ros.eval.offline import FrameLog, VideoRun
 
 _VOCAB: dict[str, int] = {}
@@ -75,7 +75,7 @@ def build(monkeypatch, thetas: list[float], vids: list[str] | None = None) -> tu
     per_theta = {f"{t:g}": evaluate._theta_summary(by_theta[t], settings) for t in thetas}
     first = by_theta[thetas[0]]
     scored = any(r.has_references for r in first)
-    best = (select_threshold(thetas, [per_theta[f"{t:g}"]["overall"]["f1"] for t in thetas])
+    best = (select_theta(thetas, [per_theta[f"{t:g}"]["overall"]["f1"] for t in thetas])
             if scored and len(thetas) > 1 else thetas[0])
     metrics = {
         "settings": {"model": "hand-built", "thetas": thetas, "window_seconds": [-2.5, 2.5]},

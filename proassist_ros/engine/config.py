@@ -2,16 +2,23 @@
 
 Defaults follow the ProAssist release (spec §2–3, §10): L = 4096, reserve 128, replies ≤ 100
 tokens, IPS summaries ≤ 512 tokens at θ_summary = 0.5. The policies beyond the paper are off.
+
+Every caller that chooses a context limit (the node, ``proassist eval``, ``make bench``) gets the
+reserve and Drop-Middle's keep-last for it from :func:`context_budget`, and "the model's own"
+θ / L from :func:`model_settings`, so a limit means the same session everywhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 CONTEXT_STRATEGIES = ("ips", "drop_middle", "drop_all")
+MIN_CONTEXT_LIMIT = 64          # the engine's floor (tests run at L = 96); the node asks for more
+RESERVE, DROP_MIDDLE_KEEP_LAST = 128, 512   # spec §2.5 / §3.3, at L = 4096
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a proactive assistant. Pay close attention to the user's actions and provide "
@@ -38,7 +45,8 @@ class EngineConfig:
     summary_theta / summary_max_tokens: θ and length cap of IPS summaries (always 0.5 / 512 in
         the paper, P12).
     reply_max_tokens: cap of one reply, assistant-header tokens included (§2.2 step 4e).
-    drop_middle_keep_last: tokens kept at the end of the cache by drop_middle (512 in the paper).
+    drop_middle_keep_last: tokens kept at the end of the cache by drop_middle (512 in the paper);
+        checked and used only under drop_middle (0 elsewhere: nothing is kept).
     append_eot_after_reply: feed the end-of-turn token after each reply (spec P1; off = paper).
     min_gap_s: beyond the paper — no utterance within this many seconds (stream time) of the last.
     talk_budget_per_min: beyond the paper — at most this many utterances per 60 s; 0 = unlimited.
@@ -58,7 +66,7 @@ class EngineConfig:
     summary_theta: float = 0.5
     summary_max_tokens: int = 512
     reply_max_tokens: int = 100
-    drop_middle_keep_last: int = 512
+    drop_middle_keep_last: int = DROP_MIDDLE_KEEP_LAST
     append_eot_after_reply: bool = False
     min_gap_s: float = 0.0
     talk_budget_per_min: int = 0
@@ -78,17 +86,22 @@ class EngineConfig:
                  "must be a number in [0, 1]")
         need(self.context_strategy in CONTEXT_STRATEGIES, "context_strategy",
              f"must be one of {', '.join(CONTEXT_STRATEGIES)}")
-        need(isinstance(self.context_limit, int) and self.context_limit >= 64, "context_limit",
-             "must be an integer ≥ 64")
+        need(isinstance(self.context_limit, int) and self.context_limit >= MIN_CONTEXT_LIMIT, "context_limit",
+             f"must be an integer ≥ {MIN_CONTEXT_LIMIT}")
         need(isinstance(self.reserve, int) and 0 <= self.reserve < self.context_limit // 2,
              "reserve", "must be an integer in [0, context_limit/2)")
         need(isinstance(self.reply_max_tokens, int) and self.reply_max_tokens >= 1,
              "reply_max_tokens", "must be an integer ≥ 1")
         need(isinstance(self.summary_max_tokens, int) and self.summary_max_tokens >= 1,
              "summary_max_tokens", "must be an integer ≥ 1")
-        need(isinstance(self.drop_middle_keep_last, int)
-             and 0 < self.drop_middle_keep_last < self.context_limit - self.reserve,
-             "drop_middle_keep_last", "must be an integer in (0, context_limit − reserve)")
+        if self.context_strategy == "drop_middle":  # the other strategies keep no tail
+            need(isinstance(self.drop_middle_keep_last, int)
+                 and 0 < self.drop_middle_keep_last < self.context_limit - self.reserve,
+                 "drop_middle_keep_last", "must be an integer in (0, context_limit − reserve) under "
+                 "drop_middle (engine.config.context_budget derives one from context_limit)")
+        else:
+            need(isinstance(self.drop_middle_keep_last, int) and self.drop_middle_keep_last >= 0,
+                 "drop_middle_keep_last", "must be an integer ≥ 0")
         need(self.min_gap_s >= 0 and math.isfinite(self.min_gap_s), "min_gap_s", "must be ≥ 0")
         need(isinstance(self.talk_budget_per_min, int) and self.talk_budget_per_min >= 0,
              "talk_budget_per_min", "must be an integer ≥ 0 (0 = unlimited)")
@@ -113,17 +126,49 @@ class EngineConfig:
 DEFAULT_THETA, DEFAULT_CONTEXT_LIMIT = 0.3, 4096
 
 
-def model_settings(theta: float | None, context_limit: int | None,
-                   defaults: dict[str, Any]) -> dict[str, Any]:
-    """EngineConfig values for "the model's own" settings: θ < 0 and context_limit 0 take the
-    model's ``config.defaults`` (``model.loader.default_settings``), else 0.3 and 4096; any other
-    value (or None) is left to the caller."""
+def context_budget(context_limit: int, strategy: str, reserve: int | None = None) -> tuple[int, int]:
+    """(reserve, drop_middle_keep_last) for a context limit L under ``strategy``: the one place
+    where they are derived.
+
+    At L ≥ 4096 these are the spec's 128 and 512. Smaller limits scale them down — reserve
+    min(128, L/8), keep-last min(512, L/2) — so that every L ≥ MIN_CONTEXT_LIMIT makes a valid
+    EngineConfig (the fixed 128 / 512 would not fit in L = 256 or 640). Keep-last exists only
+    under drop_middle (0 otherwise). ``reserve`` overrides the derived one: a model trained to
+    summarise at L − its own reserve must run with that reserve (``model_settings``).
+
+    Raises ConfigError naming ``context_limit`` or ``context_strategy``.
+    """
+    if isinstance(context_limit, bool) or not isinstance(context_limit, int) or context_limit < MIN_CONTEXT_LIMIT:
+        raise ConfigError(f"context_limit={context_limit!r}: must be an integer ≥ {MIN_CONTEXT_LIMIT}")
+    if strategy not in CONTEXT_STRATEGIES:
+        raise ConfigError(f"context_strategy={strategy!r}: must be one of {', '.join(CONTEXT_STRATEGIES)}")
+    if reserve is None:
+        reserve = min(RESERVE, context_limit // 8)
+    keep_last = min(DROP_MIDDLE_KEEP_LAST, context_limit // 2) if strategy == "drop_middle" else 0
+    return reserve, keep_last
+
+
+def model_settings(theta: float | None, context_limit: int | None, defaults: Mapping[str, Any],
+                   strategy: str | None = None) -> dict[str, Any]:
+    """EngineConfig values for θ and the context, with "the model's own" resolved.
+
+    θ < 0 takes the model's ``config.defaults`` θ (``model.loader.default_settings``), else 0.3;
+    another θ (or None) is left to the caller. ``context_limit`` 0 takes the model's own L and
+    reserve, else 4096; any other L is used as given; either way the reserve and keep-last come
+    from :func:`context_budget` under ``strategy`` (needed with a ``context_limit``). None leaves
+    the context alone (run-time θ changes).
+    """
     out: dict[str, Any] = {}
     if theta is not None and theta < 0:
         out["theta"] = float(defaults.get("theta", DEFAULT_THETA))
+    if context_limit is None:
+        return out
+    if strategy is None:
+        raise TypeError("model_settings: a context_limit needs its context strategy")
+    reserve = None
     if context_limit == 0:
-        out["context_limit"] = int(defaults.get("context_limit", DEFAULT_CONTEXT_LIMIT))
-        if "reserve" in defaults:
-            out["reserve"] = int(defaults["reserve"])
+        context_limit = int(defaults.get("context_limit", DEFAULT_CONTEXT_LIMIT))
+        reserve = int(defaults["reserve"]) if "reserve" in defaults else None
+    reserve, keep_last = context_budget(context_limit, strategy, reserve)
+    out.update(context_limit=context_limit, reserve=reserve, drop_middle_keep_last=keep_last)
     return out
-

@@ -25,6 +25,8 @@ import numpy as np
 
 from proassist_ros.data.synthetic import GOAL, RECIPE, render
 from proassist_ros.engine import AssistantSession, EngineConfig
+from proassist_ros.engine.config import context_budget
+from proassist_ros.utils.cliargs import deprecated_alias
 
 
 def _rss_mb() -> float:
@@ -85,9 +87,10 @@ def simulate(model, cfg: EngineConfig, frames, fps: float, depth: int) -> dict:
 
 def bench_memory(model, n: int, limit: int) -> dict:
     # short replies/summaries: this run is about memory vs. stream length, not about speed
-    cfg = EngineConfig(theta=0.3, context_limit=limit, reserve=min(64, limit // 4), context_strategy="ips",
+    reserve, keep_last = context_budget(limit, "ips")
+    cfg = EngineConfig(theta=0.3, context_limit=limit, reserve=reserve, context_strategy="ips",
                        step_matcher="none", reply_max_tokens=8, summary_max_tokens=64,
-                       drop_middle_keep_last=limit // 4)
+                       drop_middle_keep_last=keep_last)
     s = AssistantSession(model, cfg)
     s.set_task(GOAL, RECIPE)
     rss, ctx = [], []
@@ -98,7 +101,7 @@ def bench_memory(model, n: int, limit: int) -> dict:
             rss.append((k, _rss_mb()))
         ctx.append(s.context_tokens)
     half = [m for k, m in rss if k >= n // 2]
-    first_limit = next((k for k, c in enumerate(ctx) if c >= limit - 64 or (k and c < ctx[k - 1])), n)
+    first_limit = next((k for k, c in enumerate(ctx) if c >= cfg.trigger_tokens or (k and c < ctx[k - 1])), n)
     return dict(frames=n, limit=limit, rss=rss, context=ctx, first_limit_frame=first_limit,
                 rss_growth_second_half_mb=float(max(half) - min(half)) if half else 0.0,
                 summaries=s.summaries_triggered)
@@ -129,17 +132,23 @@ def plot(out: Path, lat: dict, cat: list[dict], mem: dict) -> None:
     fig.savefig(out / "bench.png", dpi=100)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="proassist bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="embedded")
     p.add_argument("--output", default="bench_output")
     p.add_argument("--frames", type=int, default=60, help="frames for the latency run")
     p.add_argument("--memory-frames", type=int, default=300)
-    p.add_argument("--limit", type=int, default=512, help="context limit for catch-up and memory runs")
+    limit = p.add_argument("--context-limit", type=int, default=512,
+                           help="context limit L (tokens) of the catch-up and memory runs (IPS)")
+    deprecated_alias(p, "--limit", limit)
     p.add_argument("--theta", type=float, default=0.3)
     p.add_argument("--reply-max-tokens", type=int, default=100)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from proassist_ros.model import load
 
     out = Path(args.output)
@@ -148,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     model = load(args.model)
     print(f"[bench] 1/3 latency over {args.frames} frames", flush=True)
     lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens)
-    print(f"[bench] 2/3 catch-up under IPS (L={args.limit})", flush=True)
-    cfg = EngineConfig(theta=args.theta, context_limit=args.limit, reserve=min(64, args.limit // 4),
-                       step_matcher="none", drop_middle_keep_last=args.limit // 4,
+    print(f"[bench] 2/3 catch-up under IPS (L={args.context_limit})", flush=True)
+    reserve, keep_last = context_budget(args.context_limit, "ips")
+    cfg = EngineConfig(theta=args.theta, context_limit=args.context_limit, reserve=reserve,
+                       step_matcher="none", drop_middle_keep_last=keep_last,
                        reply_max_tokens=args.reply_max_tokens)
     frames = _frames(max(args.frames, 80), 2.0)
     cat = [simulate(model, cfg, frames, 2.0, d) for d in (1, 8)]
     print(f"[bench] 3/3 memory over {args.memory_frames} frames", flush=True)
-    mem = bench_memory(model, args.memory_frames, args.limit)
+    mem = bench_memory(model, args.memory_frames, args.context_limit)
     summary = dict(model=args.model, latency={k: v for k, v in lat.items() if k != "rows"},
                    catch_up=cat, memory={k: v for k, v in mem.items() if k not in ("rss", "context")})
     (out / "bench.json").write_text(json.dumps(dict(summary=summary, latency_rows=lat["rows"],

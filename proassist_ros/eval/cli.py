@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from proassist_ros.engine.config import CONTEXT_STRATEGIES
+from proassist_ros.utils.cliargs import deprecated_alias
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,10 +19,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "proassist_ros.cli eval ...")
     p.add_argument("inputs", nargs="+", help="bags (directory or .mcap/.db3) or directories of bags")
     p.add_argument("--model", default="embedded", help="model spec: embedded, tiny or a checkpoint directory")
+    # Option names follow the node's parameters (theta, context_strategy, context_limit); the
+    # earlier spellings stay as hidden aliases (utils/cliargs.py).
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--threshold", type=float, help="θ: silent iff P(silence) > θ (default: the model's own, else 0.3)")
+    theta = g.add_argument("--theta", type=float,
+                           help="θ: silent iff P(silence) > θ (default: the model's own, else 0.3)")
+    deprecated_alias(g, "--threshold", theta)
     g.add_argument("--sweep", help="θ sweep START:STOP:STEP, e.g. 0.1:0.9:0.1")
-    p.add_argument("--strategy", default="ips", choices=CONTEXT_STRATEGIES, help="context strategy")
+    strategy = p.add_argument("--context-strategy", default="ips", choices=CONTEXT_STRATEGIES,
+                              help="what happens at the context limit")
+    deprecated_alias(p, "--strategy", strategy)
     p.add_argument("--no-knowledge", action="store_true", help="do not give the recipe (task knowledge)")
     p.add_argument("--out", required=True, type=Path, help="output directory")
     p.add_argument("--fps", type=float, default=2.0, help="frames per second fed to the model (stamps)")
@@ -32,8 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-max-tokens", type=int, default=100)
     p.add_argument("--compare-model", help="a second model spec, scored as a baseline at its best θ")
     p.add_argument("--rule-k", type=float, help="rule baseline period (s); default: best on these bags")
-    p.add_argument("--select-threshold", type=Path, metavar="PARAMS_YAML",
-                   help="write the selected θ (best local maximum of F1, spec §5.3) into this node params file")
+    select = p.add_argument("--select-theta", type=Path, metavar="PARAMS_YAML",
+                            help="write the selected θ (best local maximum of F1, spec §5.3) into this "
+                                 "node params file")
+    deprecated_alias(p, "--select-threshold", select)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
     p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
@@ -46,7 +55,7 @@ def write_params(path: Path, theta: float, rule_k: float | None, source: str) ->
     """A params file the node accepts (``--params-file``), keyed ``/**`` like config/proassist.yaml."""
     path.parent.mkdir(parents=True, exist_ok=True)
     extra = f"  # rule baseline k on the same data: {rule_k:g} s" if rule_k is not None else ""
-    path.write_text(f"# θ selected by `proassist eval --select-threshold` on {source}{extra}\n"
+    path.write_text(f"# θ selected by `proassist eval --select-theta` on {source}{extra}\n"
                     f"/**:\n  ros__parameters:\n    theta: {float(theta)!r}\n")
 
 
@@ -57,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from proassist_ros.model.loader import default_settings
 
-        own = default_settings(args.model).get("theta", 0.3) if not args.sweep and args.threshold is None else None
-        thetas = parse_sweep(args.sweep) if args.sweep else [args.threshold if args.threshold is not None else own]
+        own = default_settings(args.model).get("theta", 0.3) if not args.sweep and args.theta is None else None
+        thetas = parse_sweep(args.sweep) if args.sweep else [args.theta if args.theta is not None else own]
         if not all(0.0 <= t <= 1.0 for t in thetas):
             raise ValueError(f"θ must be in [0, 1], got {thetas}")
         window_s = None
@@ -69,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             if not Path(path).exists():
                 raise FileNotFoundError(f"input not found: {path}")
         settings = EvalSettings(model=args.model, device=args.device, dtype=args.dtype, thetas=thetas,
-                                strategy=args.strategy, knowledge=not args.no_knowledge, fps=args.fps,
+                                context_strategy=args.context_strategy, knowledge=not args.no_knowledge, fps=args.fps,
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
                                 reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
                                 rule_k=args.rule_k, camera_topic=args.camera_topic)
@@ -80,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
     if metrics is None:  # not rank 0
         return 0
     _print_summary(metrics, args.out)
-    if args.select_threshold:
+    if args.select_theta:
         if not metrics["best"]:
             print("proassist eval: error: no bag has reference turns; cannot select θ", file=sys.stderr)
             return 2
         rule = metrics["baselines"].get("rule", {})
-        write_params(args.select_threshold, metrics["theta_selected"], rule.get("k"), ", ".join(args.inputs))
-        print(f"θ = {metrics['theta_selected']:g} written to {args.select_threshold}")
+        write_params(args.select_theta, metrics["theta_selected"], rule.get("k"), ", ".join(args.inputs))
+        print(f"θ = {metrics['theta_selected']:g} written to {args.select_theta}")
     return 0
 
 

@@ -23,7 +23,7 @@ from proassist_ros.eval import baselines
 from proassist_ros.eval.metrics import (
     MatchResult,
     aggregate,
-    select_threshold,
+    select_theta,
     window_for,
 )
 from proassist_ros.eval.offline import VideoRun, run_episode
@@ -40,7 +40,7 @@ class EvalSettings:
     device: str = "cpu"
     dtype: str = "auto"
     thetas: list[float] = field(default_factory=lambda: [0.3])
-    strategy: str = "ips"
+    context_strategy: str = "ips"
     knowledge: bool = True
     fps: float = 2.0
     window: str = "default"                 # a dataset name for the spec's window table
@@ -55,14 +55,11 @@ class EvalSettings:
     def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
         from proassist_ros.engine.config import model_settings
 
-        kw: dict = dict(theta=theta, context_strategy=self.strategy,
+        kw: dict = dict(theta=theta, context_strategy=self.context_strategy,
                         reply_max_tokens=self.reply_max_tokens)
-        if self.context_limit is None:  # the model's own L (and reserve), else the engine's
-            kw.update(model_settings(None, 0, model_defaults or {}))
-        else:
-            kw["context_limit"] = self.context_limit
-            kw["reserve"] = min(128, self.context_limit // 8)
-            kw["drop_middle_keep_last"] = min(512, self.context_limit // 4)
+        # None: the model's own L (and reserve); the reserve and keep-last as the node derives them
+        kw.update(model_settings(None, self.context_limit or 0, model_defaults or {},
+                                 strategy=self.context_strategy))
         return EngineConfig(**kw)
 
     @property
@@ -257,7 +254,7 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
     first = by_theta[thetas[0]]
     scored = any(r.has_references for r in first)
     f1s = [per_theta[f"{t:g}"]["overall"]["f1"] if scored else 0.0 for t in thetas]
-    best = select_threshold(thetas, f1s) if scored and len(thetas) > 1 else thetas[0]
+    best = select_theta(thetas, f1s) if scored and len(thetas) > 1 else thetas[0]
     for r in rows:  # output bags for the chosen θ, on the input's time base
         if r["theta"] == best:
             run = VideoRun.from_dict(r["run"])
@@ -283,7 +280,7 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
         cmp = {f"{t:g}": _theta_summary(cmp_by[t], settings)["overall"] for t in sorted(cmp_by)}
         if scored:
             ct = sorted(cmp_by)
-            cbest = select_threshold(ct, [cmp[f"{t:g}"]["f1"] for t in ct]) if len(ct) > 1 else ct[0]
+            cbest = select_theta(ct, [cmp[f"{t:g}"]["f1"] for t in ct]) if len(ct) > 1 else ct[0]
             metrics["baselines"]["compare_model"] = {"model": settings.compare_model, "theta": cbest,
                                                      **cmp[f"{cbest:g}"]}
     return metrics

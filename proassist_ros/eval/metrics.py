@@ -21,12 +21,12 @@ import numpy as np
 
 from proassist_ros.eval.match_result import MatchedPair, MatchResult, aggregate, macro_average
 from proassist_ros.eval.nlg import corpus_bleu, tokenize
-from proassist_ros.eval.theta import select_threshold
+from proassist_ros.eval.theta import select_theta, select_threshold
 
 __all__ = [
     "DATASET_WINDOWS", "ORIGINAL_QUIRKS", "MatchResult", "MatchedPair", "aggregate", "corpus_bleu",
-    "frame_index", "macro_average", "minilm_embed", "pairwise_match", "select_threshold", "tokenize",
-    "window_for",
+    "frame_index", "macro_average", "minilm_embed", "pairwise_match", "select_theta", "select_threshold",
+    "tokenize", "window_for",
 ]
 
 Utterance = tuple[float, str]

@@ -39,7 +39,7 @@ def local_maxima(
     return out
 
 
-def select_threshold(thetas: Sequence[float], f1s: Sequence[float], *, allow_edge: bool = True) -> float:
+def select_theta(thetas: Sequence[float], f1s: Sequence[float], *, allow_edge: bool = True) -> float:
     """θ at the best local maximum of F1 over a sweep (points in any order, distinct θs)."""
     peaks = local_maxima(thetas, f1s, allow_edge=allow_edge)
     if not peaks:
@@ -64,3 +64,6 @@ def _validated(thetas: Sequence[float], f1s: Sequence[float]) -> list[tuple[floa
     if dup:
         raise ValueError(f"θ values repeat in the sweep: {dup}")
     return pts
+
+
+select_threshold = select_theta  # the earlier name (θ is "theta" everywhere, as the node's parameter)

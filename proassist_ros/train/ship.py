@@ -2,7 +2,7 @@
 
 ``load("embedded")`` reads that directory: ``tower.safetensors`` + ``vision_config.json`` (stage 1,
 stored fp16) and ``adapter.safetensors`` + ``adapter_config.json`` (stage 2: LoRA + projector,
-fp16), with θ (chosen on validation by ``proassist eval --select-threshold``) added to the
+fp16), with θ (chosen on validation by ``proassist eval --select-theta``) added to the
 adapter's settings. Nothing else is copied: no optimizer state, no text tower, no caches.
 
     python -m proassist_ros.train.ship --tower runs/tower --adapter runs/s2/adapter --theta 0.4
