@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from proassist_ros.constants import absolute
 from proassist_ros.utils import netns
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -93,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 def _wait_active(node, proc: subprocess.Popen, out: Path) -> bool:
     from lifecycle_msgs.srv import GetState
 
-    get_state = node.create_client(GetState, "/proassist/assistant/get_state")
+    get_state = node.create_client(GetState, absolute("assistant/get_state"))
     deadline, label = time.monotonic() + 600, ""
     while label != "active":
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -125,7 +126,7 @@ def _drive(out: Path, bag: Path, proc: subprocess.Popen, rate: float) -> int:
     threading.Thread(target=ex.spin, daemon=True).start()
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     speaking: dict[str, bool] = {}
-    node.create_subscription(Bool, "/proassist/tts/speaking", lambda m: speaking.__setitem__("now", m.data), latched)
+    node.create_subscription(Bool, absolute("tts/speaking"), lambda m: speaking.__setitem__("now", m.data), latched)
     try:
         if not _wait_active(node, proc, out):
             return 1

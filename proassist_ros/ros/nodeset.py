@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from proassist_ros.constants import GUIDANCE, NAMESPACE, TASK_STATE, USER_UTTERANCE
+
 PACKAGE = "proassist_ros"
-DEFAULT_NAMESPACE = "proassist"
 PARAMS_FILE = Path("config") / "proassist.yaml"
 
 
@@ -54,22 +55,22 @@ class NodeSpec:
 ARGUMENTS: tuple[Argument, ...] = (
     Argument("params_file", "", "parameters YAML for both nodes ('': the shipped "
              "config/proassist.yaml)"),
-    Argument("namespace", DEFAULT_NAMESPACE, "namespace of both nodes and their topics"),
+    Argument("namespace", NAMESPACE, "namespace of both nodes and their topics"),
     Argument("use_sim_time", "", "true: use /clock (bag replay with --clock); '': params file"),
     Argument("autostart", "", "false: the assistant waits for lifecycle transitions; "
              "'': params file (default true)"),
     Argument("image_topic", "", "camera topic of the assistant; '': params file "
              "(default /camera/image_raw; compressed: <image_topic>/compressed)"),
-    Argument("guidance_topic", "guidance", "Guidance topic (assistant → tts)"),
-    Argument("user_utterance_topic", "user_utterance", "user utterances (std_msgs/String) in"),
-    Argument("task_state_topic", "task_state", "TaskState topic"),
+    Argument("guidance_topic", GUIDANCE, "Guidance topic (assistant → tts)"),
+    Argument("user_utterance_topic", USER_UTTERANCE, "user utterances (std_msgs/String) in"),
+    Argument("task_state_topic", TASK_STATE, "TaskState topic"),
 )
 ARGUMENT_DEFAULTS: dict[str, str] = {a.name: a.default for a in ARGUMENTS}
 
 REMAPS: tuple[Remap, ...] = (
-    Remap("guidance", "guidance_topic", ("assistant", "tts")),
-    Remap("user_utterance", "user_utterance_topic", ("assistant",)),
-    Remap("task_state", "task_state_topic", ("assistant",)),
+    Remap(GUIDANCE, "guidance_topic", ("assistant", "tts")),
+    Remap(USER_UTTERANCE, "user_utterance_topic", ("assistant",)),
+    Remap(TASK_STATE, "task_state_topic", ("assistant",)),
 )
 
 NODES: tuple[NodeSpec, ...] = (

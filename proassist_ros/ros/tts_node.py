@@ -25,12 +25,12 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import Bool
 
+from proassist_ros.constants import GUIDANCE, NAMESPACE  # relative: /proassist/guidance by default
 from proassist_ros.msg import Guidance
 from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.tts import SpeechItem, SpeechWorker, TtsBackend, make_backend
 
-GUIDANCE_TOPIC = "guidance"  # relative: /proassist/guidance in the default namespace
 SPEAKING_TOPIC = "~/speaking"  # /proassist/tts/speaking
 GUIDANCE_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                           reliability=ReliabilityPolicy.RELIABLE,
@@ -94,7 +94,7 @@ class TtsNode(Node):
     ``backend`` replaces the pyttsx3 backend (tests, other engines); the node then owns it.
     """
 
-    def __init__(self, node_name: str = "tts", *, namespace: str = "proassist",
+    def __init__(self, node_name: str = "tts", *, namespace: str = NAMESPACE,
                  backend: TtsBackend | None = None, **kwargs: Any) -> None:
         super().__init__(node_name, namespace=namespace, **kwargs)
         self.params = p = declare_params(self)
@@ -107,7 +107,7 @@ class TtsNode(Node):
             self.backend, maxsize=p.queue_size, max_age_s=p.max_age_s, clock=self._now_s,
             output_dir=p.output_dir or None, on_speaking=self._publish_speaking, logger=log,
         ).start()
-        self._sub = self.create_subscription(Guidance, GUIDANCE_TOPIC, self._on_guidance,
+        self._sub = self.create_subscription(Guidance, GUIDANCE, self._on_guidance,
                                              GUIDANCE_QOS)
         log.info(f"speaking {self._sub.topic_name} with {self.backend.name} "
                  f"(voice {p.voice}, {p.rate} wpm, max age {p.max_age_s} s, "
