@@ -3,6 +3,7 @@ and the ROS-free rooms take theirs from it."""
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -56,4 +57,29 @@ def test_no_second_home_for_nanoseconds_per_second():
             code = line.split("#", 1)[0]
             if pattern.search(code):
                 offenders.append(f"{path.relative_to(REPO)}:{i}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+ROS_FREE = ("constants.py", "model", "engine", "data", "eval", "train", "runtime", "tts", "utils")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):  # inside functions too
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_ros_free_rooms_import_neither_ros_nor_rclpy():
+    """Arrows point down: no ROS-free layer imports proassist_ros.ros (image decoding is
+    data/images.py, episode frame sampling runtime/sampling.py) or rclpy."""
+    offenders = []
+    for room in ROS_FREE:
+        base = REPO / "proassist_ros" / room
+        for path in sorted([base] if base.is_file() else base.rglob("*.py")):
+            bad = {m for m in _imports(path) if m == "rclpy" or m.startswith(("rclpy.", "proassist_ros.ros"))}
+            offenders += [f"{path.relative_to(REPO)}: {m}" for m in sorted(bad)]
     assert not offenders, "\n".join(offenders)
