@@ -20,12 +20,18 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from proassist_ros.constants import IMAGE_TOPIC
+
 if TYPE_CHECKING:
     from rclpy.node import Node
 
     from proassist_ros.engine import EngineConfig
 
 Value = bool | int | float | str
+# The smallest context_limit the node takes: room for the system prompt, a recipe and some frames
+# below L − reserve. Every accepted limit makes a valid EngineConfig under every strategy (the
+# engine's own floor, engine.config.MIN_CONTEXT_LIMIT, is lower: 64, for tests).
+MIN_CONTEXT_LIMIT = 256
 
 
 @dataclass(frozen=True)
@@ -46,17 +52,20 @@ PARAMS: tuple[ParamSpec, ...] = (
               "proassist_ros.model.load spec: 'embedded', 'tiny' (random, tests) or a checkpoint dir"),
     ParamSpec("device", "auto", "torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda:0'"),
     ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
+    ParamSpec("torch_threads", 0, "torch intra-op CPU threads; 0: auto = usable cores - 1 (>= 1), "
+              "leaving a core to ROS (docs/performance.md)", low=0, high=256),
     ParamSpec("fps", 2.0, "frames per second of stream time fed to the model (by header stamps)",
               runtime=True, low=0.1, high=30.0),
     ParamSpec("theta", -1.0, "talk threshold θ: silent iff P(silence) > θ (1.0: never silent); "
               "negative: the model's own θ (the embedded model's was chosen on validation; else 0.3)",
               runtime=True, low=-1.0, high=1.0),
     ParamSpec("context_limit", 0, "KV-cache length (tokens) that triggers context management; "
-              "0: the model's own (the embedded model was trained with 1024; else 4096)",
+              "0: the model's own (the embedded model was trained with 1024; else 4096); else "
+              f">= {MIN_CONTEXT_LIMIT}, with the reserve and Drop-Middle's keep-last scaled to it",
               low=0, high=131072),
     ParamSpec("context_strategy", "ips", "what happens at the context limit",
               choices=("ips", "drop_middle", "drop_all")),
-    ParamSpec("image_topic", "/camera/image_raw",
+    ParamSpec("image_topic", IMAGE_TOPIC,
               "camera topic; with transport=compressed '<image_topic>/compressed' is used"),
     ParamSpec("transport", "raw", "image transport", choices=("raw", "compressed")),
     ParamSpec("image_reliability", "auto",
@@ -98,11 +107,12 @@ class AssistantConfig:
     model: str = "embedded"
     device: str = "auto"
     dtype: str = "auto"
+    torch_threads: int = 0
     fps: float = 2.0
     theta: float = -1.0
     context_limit: int = 0
     context_strategy: str = "ips"
-    image_topic: str = "/camera/image_raw"
+    image_topic: str = IMAGE_TOPIC
     transport: str = "raw"
     image_reliability: str = "auto"
     image_depth: int = 10
@@ -148,7 +158,9 @@ class AssistantConfig:
         from proassist_ros.engine.config import model_settings
 
         kwargs = {name: getattr(self, name) for name in (*ENGINE_POLICIES, *ENGINE_SETUP)}
-        kwargs.update(model_settings(self.theta, self.context_limit, model_defaults or {}))
+        # θ and L resolved, the reserve and keep-last derived (engine.config.context_budget)
+        kwargs.update(model_settings(self.theta, self.context_limit, model_defaults or {},
+                                     strategy=self.context_strategy))
         if self.system_prompt:  # '' keeps the engine's default prompt
             kwargs["system_prompt"] = self.system_prompt
         return EngineConfig(**kwargs)
@@ -171,8 +183,8 @@ def check_value(name: str, value: Any) -> str | None:
         return f"parameter {name!r} must be one of {', '.join(spec.choices)}; got {value!r}"
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
         return f"parameter {name!r} must be in [{spec.low}, {spec.high}], got {value!r}"
-    if name == "context_limit" and 0 < value < 256:
-        return f"parameter 'context_limit' must be 0 (the model's) or ≥ 256, got {value!r}"
+    if name == "context_limit" and 0 < value < MIN_CONTEXT_LIMIT:
+        return f"parameter 'context_limit' must be 0 (the model's) or ≥ {MIN_CONTEXT_LIMIT}, got {value!r}"
     return None
 
 
@@ -237,7 +249,9 @@ def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str 
 
     from proassist_ros.engine import AssistantSession
     from proassist_ros.model import load
+    from proassist_ros.runtime.threads import apply_torch_threads
 
+    apply_torch_threads(cfg.torch_threads)
     model = load(cfg.model, device=resolve_device(cfg.device),
                  dtype=cfg.dtype)
     warm = AssistantSession(model, engine_cfg.replace(theta=1.0, reply_max_tokens=4))

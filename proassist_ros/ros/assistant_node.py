@@ -36,16 +36,18 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
+from proassist_ros.constants import GUIDANCE, NAMESPACE, STATS, TASK, TASK_STATE, USER_UTTERANCE
+from proassist_ros.data.images import ImageDecodeError, image_to_rgb
 from proassist_ros.msg import AssistantStats, Guidance, Task, TaskState
 from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
 from proassist_ros.ros.assistant_control import AssistantControl
 from proassist_ros.ros.dds_profile import apply_default_profile
-from proassist_ros.ros.images import ImageDecodeError, image_to_rgb
 from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, ReliabilityChoice
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
 from proassist_ros.runtime.stream import FrameStream, Output
+from proassist_ros.runtime.threads import prepare_process
 from proassist_ros.srv import SetTask
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -60,7 +62,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
     """``/proassist/assistant``: camera frames in; Guidance, TaskState, stats, diagnostics out."""
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("namespace", "proassist")
+        kwargs.setdefault("namespace", NAMESPACE)
         super().__init__("assistant", **kwargs)
         params.declare_parameters(self)
         self.add_on_set_parameters_callback(self._validate_params)
@@ -111,14 +113,14 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self.stream.attach(session, cfg.fps, cfg.catchup_depth)
         self._state_msg = self._state_key = self._frame_header = None
         self._entities = {
-            "guidance": self.create_lifecycle_publisher(Guidance, "guidance", RELIABLE),
-            "task_state": self.create_lifecycle_publisher(TaskState, "task_state", LATCHED),
-            "stats": self.create_lifecycle_publisher(AssistantStats, "stats", 10),
+            "guidance": self.create_lifecycle_publisher(Guidance, GUIDANCE, RELIABLE),
+            "task_state": self.create_lifecycle_publisher(TaskState, TASK_STATE, LATCHED),
+            "stats": self.create_lifecycle_publisher(AssistantStats, STATS, 10),
             "diagnostics": self.create_publisher(DiagnosticArray, "/diagnostics", 10),
             "set_task": self.create_service(SetTask, "set_task", self._on_set_task,
                                             callback_group=self._ctl_group),
             "task": self.create_subscription(
-                Task, "task", self._on_task, TASK_QOS, callback_group=self._ctl_group,
+                Task, TASK, self._on_task, TASK_QOS, callback_group=self._ctl_group,
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=self._on_task_qos)),
             "reset": self.create_service(Trigger, "reset", self._on_reset,
                                          callback_group=self._ctl_group),
@@ -149,7 +151,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                           cfg.image_depth, subscribe, self._on_camera_qos,
                                           self._ctl_group)
         self._camera_topic = self._camera.topic
-        self._subs = [self.create_subscription(String, "user_utterance", self._on_utterance, 10,
+        self._subs = [self.create_subscription(String, USER_UTTERANCE, self._on_utterance, 10,
                                                callback_group=self._ctl_group)]
         self.stream.start()
         self._camera.start()
@@ -291,9 +293,11 @@ class AssistantNode(AssistantControl, LifecycleNode):
     def _tick(self) -> None:
         """1 Hz: stats, the TaskState heartbeat and /diagnostics."""
         camera = self._camera.choice if self._camera is not None else None
+        sub = self._camera.subscription if self._camera is not None else None
         snap = dataclasses.replace(
             self.stream.snapshot(self._active, time.monotonic() - self._qos_event_at),
-            qos_events_resolved=self._qos_resolved, camera_qos=camera.describe() if camera else "")
+            qos_events_resolved=self._qos_resolved, camera_qos=camera.describe() if camera else "",
+            camera_publishers=sub.get_publisher_count() if sub is not None else 0)
         now, out = self.get_clock().now().to_msg(), self._entities
         if not out:
             return
@@ -310,11 +314,13 @@ class AssistantNode(AssistantControl, LifecycleNode):
 def main(argv: list[str] | None = None) -> int:
     """``proassist_node [--ros-args ...]``: run the assistant until SIGINT/SIGTERM."""
     profile = apply_default_profile()  # before the first participant; a user's own one wins
+    threading_note = prepare_process()  # before torch loads (runtime/threads.py)
     rclpy.init(args=argv if argv is not None else sys.argv)
 
     def make() -> list[AssistantNode]:
         node = AssistantNode()
-        node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}")
+        node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}; "
+                               f"{threading_note}")
         return [node]
 
     return run_nodes("proassist_node", make, MultiThreadedExecutor(num_threads=4))

@@ -30,13 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NS = 1_000_000_000
+from proassist_ros.constants import NAMESPACE, NS_PER_S, USER_UTTERANCE, absolute
 
 
 @dataclass
 class ReplaySettings:
     rate: float = 1.0
-    namespace: str = "proassist"
+    namespace: str = NAMESPACE
     out: Path = Path("replay_output")
     window: str = "default"
     window_s: tuple[float, float] | None = None
@@ -46,8 +46,8 @@ class ReplaySettings:
     camera_topic: str | None = None   # the bag's camera topic (None: the readers' choice)
 
     def topic(self, name: str) -> str:
-        ns = self.namespace.strip("/")
-        return f"/{ns}/{name}" if ns else f"/{name}"
+        """The node's relative ``name`` resolved in the replay's namespace."""
+        return absolute(name, self.namespace)
 
 
 def replay(bag: Path, settings: ReplaySettings, context: Any = None) -> dict:
@@ -99,21 +99,22 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
     fps = settings.fps or float(params.get("fps", 2.0))
     src, dst, notes = io.camera_plan(types, params, bag, settings.camera_topic)
     cam = node.create_publisher(get_message(types[src]), dst, topic_qos(types[src], reliable_images=True))
-    utt = node.create_publisher(String, settings.topic("user_utterance"),
+    utt = node.create_publisher(String, settings.topic(USER_UTTERANCE),
                                 QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
     camera_qos = io.wait_camera_matched(node, cam, dst, settings.timeout_s)
     if UTTERANCE_TOPIC in types:
         io.wait_for(lambda: utt.get_subscription_count() > 0, settings.timeout_s,
-                    f"the assistant's subscription on {settings.topic('user_utterance')}")
+                    f"the assistant's subscription on {settings.topic(USER_UTTERANCE)}")
     topics = [src, UTTERANCE_TOPIC]
     first = next(read_bag(bag, topics), None)
     if first is None:
         raise ValueError(f"{bag}: no messages on {src}")
     first_ns = first.t_ns
     clock = SimClock(node)
-    clock.start(first_ns - round(settings.preroll_s * NS), settings.rate)
+    clock.start(first_ns - round(settings.preroll_s * NS_PER_S), settings.rate)
     try:
         session, task_via = io.give_task(node, rec, settings, bag, first_state.session_id)
+        io.wait_subscription_matched(rec, settings.timeout_s)  # stats tick on /clock: after start
         if task_via.startswith("reset"):
             notes.append("no task in the bag: the session ran without a goal or recipe")
         offset = max(0, clock.now_ns() - first_ns)  # the task took longer than the pre-roll
@@ -150,8 +151,7 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
         "camera_qos": camera_qos, "rate": settings.rate, "fps": fps, "frames_sent": len(sent),
         "frames_expected": expected_frames(sent, fps), "frames_received": delta[0],
         "frames_processed": delta[1], "decode_errors": delta[3],
-        "slowest_frame_s": max([g.latency_s for g in guidance]
-                               + [s.inference_time_p95_s for s in rec.stats[stats_mark:]], default=0.0),
+        **_slowest_frame(rec.stats[stats_mark:], [g.latency_s for g in guidance]),
         "kept_frame_wall_period_s": 1.0 / fps / settings.rate,
         "stats_before": list(base) if base_msg is not None else None, "stats_after": list(io.counts(final)),
     }
@@ -169,6 +169,24 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
     return metrics
 
 
+def _slowest_frame(stats: list[Any], guidance_latencies: list[float]) -> dict:
+    """The run's slowest frame (receipt → outputs published) and its stages, from the node's stats.
+
+    Each AssistantStats carries its window's slowest frame stage by stage (runtime/stages.py);
+    the run's is the one with the largest ``latency_max_s``. Guidance latencies cover a node
+    that publishes no stage timings (an older version).
+    """
+    worst = max(stats, key=lambda m: m.latency_max_s, default=None)
+    stages: dict[str, float] = {}
+    if worst is not None and worst.latency_max_s > 0:
+        stages = {n: round(float(v), 4) for n, v in zip(worst.stage_names, worst.slowest_frame_stages_s,
+                                                         strict=False)}
+    slowest = max([worst.latency_max_s if worst is not None else 0.0, *guidance_latencies], default=0.0)
+    return {"slowest_frame_s": float(slowest), "slowest_frame_stages_s": stages,
+            "slowest_stage": max(stages, key=stages.get) if stages else "",
+            "slowest_frame": worst.slowest_frame if stages else ""}
+
+
 def _problems(live: dict, seqs: list[int]) -> list[str]:
     """Why this run may not equal an offline run of the same bag (empty: it should)."""
     problems = []
@@ -181,9 +199,12 @@ def _problems(live: dict, seqs: list[int]) -> list[str]:
     if live["decode_errors"]:
         problems.append(f"{live['decode_errors']} frames failed to decode")
     if live["behind"]:
-        problems.append(f"the assistant fell behind: its slowest frame took {live['slowest_frame_s']:.3f} s, "
-                        f"kept frames came {live['kept_frame_wall_period_s']:.3f} s apart, so frames waited "
-                        "(catch-up feeds them silently; a user turn may enter early): use a lower --rate")
+        problems.append(f"the assistant fell behind: its slowest frame took {live['slowest_frame_s']:.3f} s"
+                        + (f" (mostly {live['slowest_stage']}; {live['slowest_frame']})"
+                           if live["slowest_frame"] else "")
+                        + f", kept frames came {live['kept_frame_wall_period_s']:.3f} s apart, so frames "
+                        "waited (catch-up feeds them silently; a user turn may enter early): use a lower "
+                        "--rate or a faster rig (docs/performance.md)")
     if seqs != list(range(len(seqs))):
         problems.append(f"Guidance seq numbers {seqs} have gaps: utterances were lost on the way")
     return problems
@@ -213,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bag", type=Path, help="a dataset bag (directory, .mcap or .db3)")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed: bag seconds per wall second")
     p.add_argument("--out", type=Path, default=Path("replay_output"), help="output directory")
-    p.add_argument("--namespace", default="proassist", help="the nodes' namespace")
+    p.add_argument("--namespace", default=NAMESPACE, help="the nodes' namespace")
     p.add_argument("--window", default="default", help="matching window by dataset name (as eval)")
     p.add_argument("--window-s", help="matching window in seconds LEFT,RIGHT (overrides --window)")
     p.add_argument("--fps", type=float, help="the node's fps (default: read from the node)")

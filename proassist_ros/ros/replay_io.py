@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from proassist_ros.constants import NS_PER_S
+from proassist_ros.constants import GUIDANCE, NS_PER_S, STATS, TASK, TASK_STATE
 from proassist_ros.data.bags import IMAGE_TOPIC, IMAGE_TYPE, read_bag
 from proassist_ros.data.dataset_read import choose_camera_topic
 from proassist_ros.data.schema import CAMERA_TYPES, COMPRESSED_TOPIC, TASK_TOPIC
@@ -55,10 +55,10 @@ class Recorder:
         self.guidance: list[Any] = []
         self.states: list[Any] = []
         self.stats: list[Any] = []
-        self.topics = {"guidance": settings.topic("guidance"), "task_state": settings.topic("task_state")}
+        self.topics = {"guidance": settings.topic(GUIDANCE), "task_state": settings.topic(TASK_STATE)}
         node.create_subscription(Guidance, self.topics["guidance"], self.guidance.append, reliable)
         node.create_subscription(TaskState, self.topics["task_state"], self.states.append, latched)
-        node.create_subscription(AssistantStats, settings.topic("stats"), self.stats.append, reliable)
+        node.create_subscription(AssistantStats, settings.topic(STATS), self.stats.append, reliable)
 
     def session_state(self, session_id: str, goal: str | None) -> Any:
         return next((s for s in reversed(self.states) if s.session_id != session_id
@@ -165,6 +165,22 @@ def wait_camera_matched(node: Any, pub: Any, topic: str, timeout: float, settle_
         time.sleep(0.05)  # the node polls its graph every 0.5 s
 
 
+def wait_subscription_matched(rec: Recorder, timeout: float) -> None:
+    """Wait until the node's camera subscription has matched our publisher on *its* side.
+
+    Our publisher seeing the subscription is not enough: until the subscription's reader has
+    discovered our writer it drops our samples, and a volatile reader never gets them back, so
+    the first frames of a replay were lost (2 of 148 at times). The node reports its side in
+    AssistantStats.camera_publishers; a stats message published after ``wait_camera_matched``
+    saw the final subscription tells. (A node without that field: skipped.)
+    """
+    mark = len(rec.stats)
+    if rec.stats and not hasattr(rec.stats[-1], "camera_publishers"):
+        return
+    wait_for(lambda: any(s.camera_publishers > 0 for s in rec.stats[mark:]), timeout,
+             "the assistant's camera subscription to match the replay's publisher (its stats)")
+
+
 def give_task(node: Any, rec: Recorder, settings: ReplaySettings, bag: Path, old_session: str) -> tuple[str, str]:
     """Start a fresh session with the bag's task; (its session id, how it was given).
 
@@ -188,7 +204,7 @@ def give_task(node: Any, rec: Recorder, settings: ReplaySettings, bag: Path, old
         task = deserialize_message(raw, Task)
         task.reset_context = True
         goal = task.goal.strip()
-        pub = node.create_publisher(Task, settings.topic("task"), QoSProfile(
+        pub = node.create_publisher(Task, settings.topic(TASK), QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         try:
             wait_for(lambda: pub.get_subscription_count() > 0, min(5.0, settings.timeout_s), "")

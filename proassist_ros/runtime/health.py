@@ -41,6 +41,7 @@ class StatsSnapshot:
     # resolved by it (a best-effort camera appearing while subscribed reliable), not a problem.
     qos_events_resolved: int = 0
     camera_qos: str = ""              # the camera subscription's reliability and why
+    camera_publishers: int = 0        # publishers the camera subscription has matched (its side)
     stages: StageSummary = field(default_factory=StageSummary)  # where the time goes (stages.py)
 
 

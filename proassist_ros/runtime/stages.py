@@ -62,10 +62,11 @@ def from_session(stamp_s: float, queue_s: float, decode_s: float, results: list,
     newest frame's decision (``decide_s``) and reply (``reply_s``), and context management
     (``context_s``) wherever it ran.
     """
-    newest = results[-1].timings
-    vision = sum(r.timings.get("vision_s", 0.0) for r in results)
-    catchup = sum(r.timings.get("llm_s", 0.0) for r in results[:-1])
-    context = sum(r.timings.get("context_s", 0.0) for r in results)
+    timings = [getattr(r, "timings", None) or {} for r in results]  # a session may time nothing
+    newest = timings[-1]
+    vision = sum(t.get("vision_s", 0.0) for t in timings)
+    catchup = sum(t.get("llm_s", 0.0) for t in timings[:-1])
+    context = sum(t.get("context_s", 0.0) for t in timings)
     decision = newest.get("decide_s", newest.get("llm_s", 0.0) - newest.get("context_s", 0.0))
     reply = newest.get("reply_s", 0.0)
     seconds = (queue_s, decode_s, vision, catchup, max(0.0, decision), reply, context, publish_s)
