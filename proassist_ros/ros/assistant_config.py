@@ -52,6 +52,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               "proassist_ros.model.load spec: 'embedded', 'tiny' (random, tests) or a checkpoint dir"),
     ParamSpec("device", "auto", "torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda:0'"),
     ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
+    ParamSpec("model_process", True, "run the model in a process of its own, so ROS callbacks never "
+              "hold its GIL (docs/performance.md); false: in the node's process"),
     ParamSpec("torch_threads", 0, "torch intra-op CPU threads; 0: auto = usable cores - 1 (>= 1), "
               "leaving a core to ROS (docs/performance.md)", low=0, high=256),
     ParamSpec("fps", 2.0, "frames per second of stream time fed to the model (by header stamps)",
@@ -107,6 +109,7 @@ class AssistantConfig:
     model: str = "embedded"
     device: str = "auto"
     dtype: str = "auto"
+    model_process: bool = True
     torch_threads: int = 0
     fps: float = 2.0
     theta: float = -1.0
@@ -236,6 +239,15 @@ def change_problem(name: str, value: Any, current: AssistantConfig | None) -> st
             and value != getattr(current, name):
         problem = f"{name} takes effect at configure: cleanup the node first"
     return problem
+
+
+def start_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "") -> Any:
+    """:func:`open_session` in a process of its own (``model_process``), else in this one."""
+    if not cfg.model_process:
+        return open_session(cfg, engine_cfg, knowledge)
+    from proassist_ros.runtime.session_process import RemoteSession
+
+    return RemoteSession(f"{__name__}:open_session", cfg, engine_cfg, knowledge)
 
 
 def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "") -> Any:

@@ -106,7 +106,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
         except (ValueError, OSError) as exc:
             return self._fail(f"invalid configuration: {exc}")
         try:
-            session = params.open_session(cfg, engine_cfg, knowledge)
+            session = params.start_session(cfg, engine_cfg, knowledge)
         except Exception as exc:  # noqa: BLE001 - any loader error fails the transition, named
             return self._fail(f"cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}")
         self.cfg = cfg

@@ -89,10 +89,13 @@ class FrameStream(Generic[P]):
             self.counters.add(frames_dropped=len(self._mailbox.set_depth(catchup_depth)))
 
     def detach(self) -> None:
-        """Stop the worker and forget the session (the caller frees the model)."""
+        """Stop the worker and forget the session; a session in its own process is closed."""
         self.stop()
         with self._lock:
-            self._session = None
+            session, self._session = self._session, None
+        close = getattr(session, "close", None)
+        if close is not None:
+            close()
 
     def with_session(self, fn: Callable[[Any], R]) -> R:
         """Run ``fn(session)`` under the session lock (services: set_task, reset, policies)."""
