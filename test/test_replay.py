@@ -98,10 +98,10 @@ def offline(tmp_path_factory) -> dict:
     return {"root": root, "model": model, "bag": bag, "metrics": metrics, "spoken": spoken}
 
 
-def _start_node(spawn, model: Path) -> OutputDrain:
+def _start_node(spawn, model: Path, *extra: str) -> OutputDrain:
     node = OutputDrain(spawn(["-m", "proassist_ros.ros.assistant_node", "--ros-args", "-p", f"model:={model}",
                               "-p", f"theta:={THETA}", "-p", f"reply_max_tokens:={REPLY_TOKENS}",
-                              "-p", "use_sim_time:=true"]))
+                              "-p", "use_sim_time:=true", *extra]))
     wait_until(lambda: node.has("active: ") or node.proc.poll() is not None, 120, "the assistant to activate",
                on_timeout=node.text)
     assert node.proc.poll() is None, node.text(200)
@@ -164,6 +164,27 @@ def test_live_replay_agrees_with_offline_eval(spawn, offline, tmp_path):
         assert pairs[0] == pairs[1]
     summary = f"(matched {on['matched']}, missed {on['missed']}, redundant {on['redundant']})"
     assert summary in text and "WARNING" not in text, text
+
+
+@pytest.mark.slow
+def test_sample_bag_live_at_1x_keeps_up_and_times_its_stages(spawn, offline, tmp_path):
+    """A shipped sample bag (65 s of JPEG frames) replayed at 1x, as `make demo` plays one, to the
+    node with the tiny model: every frame reaches it (none lost around the camera's auto-QoS
+    re-subscription), every kept frame is processed, and the run's slowest frame comes with its
+    stages from the node's stats (runtime/stages.py)."""
+    from proassist_ros.runtime.stages import STAGES
+
+    bag = Path(__file__).resolve().parents[1] / "samples" / "test_0005_assemble_lamp"
+    node = _start_node(spawn, offline["model"], "-p", "transport:=compressed")
+    rc, text = _replay(spawn, bag, tmp_path, "--rate", "1")
+    assert (tmp_path / "metrics.json").is_file(), f"replay exit {rc}:\n{text}\nnode:\n{node.text()}"
+    live = json.loads((tmp_path / "metrics.json").read_text())["live"]
+    assert live["frames_sent"] == live["frames_received"] > 0, live
+    assert live["frames_processed"] == live["frames_expected"] == 131, live  # 65.5 s at 2 FPS
+    stages = live["slowest_frame_stages_s"]
+    assert list(stages) == list(STAGES) and stages["vision"] > 0 and stages["decision"] > 0, stages
+    assert 0 < sum(stages.values()) <= live["slowest_frame_s"] + 1e-3, live
+    assert live["slowest_stage"] in STAGES and live["slowest_frame"].split(":")[0].endswith(" s"), live
 
 
 def test_replay_without_nodes_fails_clearly(spawn, offline, tmp_path):
