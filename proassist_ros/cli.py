@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
                                  "stage 1: train vision {pretrain,features} --help")
     sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
                                   "(replay --help)")
-    sub.add_parser("bringup", help="assistant + TTS nodes in one process (args: --params-file F, --ros-args ...)")
+    sub.add_parser("bringup", help="assistant + TTS nodes, one process each (args: --params-file F, --ros-args ...)")
     _add_data_commands(sub)
     args = parser.parse_args(argv)
     if args.cmd in ("synth", "dataset"):
