@@ -27,11 +27,9 @@ from proassist_ros.eval.metrics import (
     window_for,
 )
 from proassist_ros.eval.offline import VideoRun, run_episode
-from proassist_ros.eval.scoring import score_video
+from proassist_ros.eval.scoring import NO_TASK_NOTE, NOT_SCORED_REASON, score_video
 
 # Said in metrics.json, the report and the printed summary (a user's own recording has neither).
-NOT_SCORED_REASON = "no reference turns: not scored"
-NO_TASK_NOTE = "no task in the bag: the session ran without a goal or recipe"
 
 
 @dataclass

@@ -18,7 +18,7 @@ from proassist_ros.data.bags import typestore
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.episode import spoken_references
 from proassist_ros.eval.metrics import aggregate
-from proassist_ros.eval.scoring import score_video
+from proassist_ros.eval.scoring import NOT_SCORED_REASON, score_video
 from proassist_ros.runtime.sampling import FpsGate
 
 GUIDANCE_TYPE = "proassist_ros/msg/Guidance"
@@ -86,7 +86,7 @@ def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, floa
         "references": len(spoken_references(episode)),
         "metrics_skipped": [] if per_video else [vid],
         "scored": bool(per_video),
-        **({} if per_video else {"not_scored_reason": "no reference turns: not scored"}),
+        **({} if per_video else {"not_scored_reason": NOT_SCORED_REASON}),
         "overall": aggregate(list(per_video.values())).to_dict() if per_video else None,
         "per_video": {v: r.to_dict(with_pairs=True) for v, r in per_video.items()},
         "utterances": len(utts),

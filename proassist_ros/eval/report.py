@@ -18,8 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 
 from proassist_ros.eval import plots
-from proassist_ros.eval.evaluate import NO_TASK_NOTE, NOT_SCORED_REASON
 from proassist_ros.eval.offline import VideoRun
+from proassist_ros.eval.scoring import NO_TASK_NOTE, NOT_SCORED_REASON
 
 MAX_TIMELINES = 30
 _REQUIRED = ("thetas", "theta_selected", "videos")

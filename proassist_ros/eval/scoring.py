@@ -14,6 +14,10 @@ from collections.abc import Iterable, Sequence
 from proassist_ros.data.episode import Turn, is_spoken
 from proassist_ros.eval.metrics import Embed, MatchResult, pairwise_match
 
+# What eval, replay and their reports say about a bag that cannot be scored or has no task.
+NOT_SCORED_REASON = "no reference turns: not scored"
+NO_TASK_NOTE = "no task in the bag: the session ran without a goal or recipe"
+
 
 def spoken_utterances(references: Iterable[Turn]) -> list[tuple[float, str]]:
     """(time_s, text) of the spoken reference turns, in their order: what the metric matches."""

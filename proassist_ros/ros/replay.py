@@ -86,6 +86,7 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
     from proassist_ros.data.bags import UTTERANCE_TOPIC, read_bag
     from proassist_ros.eval.live import expected_frames, score_outputs
     from proassist_ros.eval.metrics import window_for
+    from proassist_ros.eval.scoring import NO_TASK_NOTE
     from proassist_ros.ros import replay_io as io
     from proassist_ros.ros.player import SimClock, bag_topics, get_message, header_stamp_ns, pace, topic_qos
 
@@ -116,7 +117,7 @@ def _run(node: Any, bag: Path, settings: ReplaySettings) -> dict:
         session, task_via = io.give_task(node, rec, settings, bag, first_state.session_id)
         io.wait_subscription_matched(rec, settings.timeout_s)  # stats tick on /clock: after start
         if task_via.startswith("reset"):
-            notes.append("no task in the bag: the session ran without a goal or recipe")
+            notes.append(NO_TASK_NOTE)
         offset = max(0, clock.now_ns() - first_ns)  # the task took longer than the pre-roll
         delay = clock.wall_at(first_ns + offset) - time.monotonic()
         if delay > 0:
