@@ -5,7 +5,7 @@ tokens, IPS summaries ≤ 512 tokens at θ_summary = 0.5. The policies beyond th
 
 Every caller that chooses a context limit (the node, ``proassist eval``, ``make bench``) gets the
 reserve and Drop-Middle's keep-last for it from :func:`context_budget`, and "the model's own"
-θ / L from :func:`model_settings`, so a limit means the same session everywhere.
+θ / L / reply ending from :func:`model_settings`, so a limit means the same session everywhere.
 """
 
 from __future__ import annotations
@@ -47,7 +47,10 @@ class EngineConfig:
     reply_max_tokens: cap of one reply, assistant-header tokens included (§2.2 step 4e).
     drop_middle_keep_last: tokens kept at the end of the cache by drop_middle (512 in the paper);
         checked and used only under drop_middle (0 elsewhere: nothing is kept).
-    append_eot_after_reply: feed the end-of-turn token after each reply (spec P1; off = paper).
+    append_eot_after_reply: feed the end-of-turn token after each reply and each IPS summary, as
+        training lays them out (``reply<eot>`` then the next frame). Off = the released ProAssist
+        inference, which the paper's numbers come from (spec P1); a model trained here says "on"
+        in its settings and ``model_settings`` applies it (the model's own layout).
     min_gap_s: beyond the paper — no utterance within this many seconds (stream time) of the last.
     talk_budget_per_min: beyond the paper — at most this many utterances per 60 s; 0 = unlimited.
     suppress_repeats: beyond the paper — an utterance nearly identical to the previous one is
@@ -149,20 +152,26 @@ def context_budget(context_limit: int, strategy: str, reserve: int | None = None
 
 
 def model_settings(theta: float | None, context_limit: int | None, defaults: Mapping[str, Any],
-                   strategy: str | None = None) -> dict[str, Any]:
-    """EngineConfig values for θ and the context, with "the model's own" resolved.
+                   strategy: str | None = None, append_eot: bool | None = None) -> dict[str, Any]:
+    """EngineConfig values for θ, the context and the reply ending, with "the model's own" resolved.
 
     θ < 0 takes the model's ``config.defaults`` θ (``model.loader.default_settings``), else 0.3;
     another θ (or None) is left to the caller. ``context_limit`` 0 takes the model's own L and
     reserve, else 4096; any other L is used as given; either way the reserve and keep-last come
     from :func:`context_budget` under ``strategy`` (needed with a ``context_limit``). None leaves
     the context alone (run-time θ changes).
+
+    With a ``context_limit`` (a whole session set up), ``append_eot_after_reply`` follows how the
+    model was trained: its own setting (true for models trained here, train/layout.py), else
+    off (released checkpoints, spec P1); ``append_eot`` True/False overrides it.
     """
     out: dict[str, Any] = {}
     if theta is not None and theta < 0:
         out["theta"] = float(defaults.get("theta", DEFAULT_THETA))
     if context_limit is None:
         return out
+    own_eot = bool(defaults.get("append_eot_after_reply", False))
+    out["append_eot_after_reply"] = own_eot if append_eot is None else bool(append_eot)
     if strategy is None:
         raise TypeError("model_settings: a context_limit needs its context strategy")
     reserve = None

@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-s", help="matching window in seconds LEFT,RIGHT (overrides --window), e.g. -2,4")
     p.add_argument("--context-limit", type=int, help="context limit L in tokens (default: the model's own, else 4096)")
     p.add_argument("--reply-max-tokens", type=int, default=100)
+    # Hidden: the reply ending is the model's own (how it was trained: engine.config.model_settings);
+    # on/off force it, e.g. to measure the released inference's ending (spec P1) on a model trained here.
+    p.add_argument("--append-eot", choices=("auto", "on", "off"), default="auto", help=argparse.SUPPRESS)
     p.add_argument("--compare-model", help="a second model spec, scored as a baseline at its best θ")
     p.add_argument("--rule-k", type=float, help="rule baseline period (s); default: best on these bags")
     select = p.add_argument("--select-theta", type=Path, metavar="PARAMS_YAML",
@@ -81,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
                                 context_strategy=args.context_strategy, knowledge=not args.no_knowledge, fps=args.fps,
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
                                 reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
-                                rule_k=args.rule_k, camera_topic=args.camera_topic)
+                                rule_k=args.rule_k, camera_topic=args.camera_topic,
+                                append_eot={"auto": None, "on": True, "off": False}[args.append_eot])
         metrics = evaluate(args.inputs, settings, args.out, report=not args.no_report)
     except (FileNotFoundError, ValueError) as exc:
         print(f"proassist eval: error: {exc}", file=sys.stderr)

@@ -49,15 +49,17 @@ class EvalSettings:
     rule_k: float | None = None             # None: the best k on these bags (say so in the report)
     vision_batch: int = 32
     camera_topic: str | None = None         # None: the default topics, else the bag's only image topic
+    append_eot: bool | None = None          # None: as the model was trained (its own setting), else forced
 
     def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
         from proassist_ros.engine.config import model_settings
 
         kw: dict = dict(theta=theta, context_strategy=self.context_strategy,
                         reply_max_tokens=self.reply_max_tokens)
-        # None: the model's own L (and reserve); the reserve and keep-last as the node derives them
+        # None: the model's own L (and reserve); the reserve and keep-last as the node derives
+        # them; the reply ending as the model was trained unless forced
         kw.update(model_settings(None, self.context_limit or 0, model_defaults or {},
-                                 strategy=self.context_strategy))
+                                 strategy=self.context_strategy, append_eot=self.append_eot))
         return EngineConfig(**kw)
 
     @property
@@ -259,8 +261,12 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
             write_run_bag(run, out / "outputs" / run.video_id, r["t0_ns"])
     episodes = [read_episode_base(b, settings.camera_topic)[0] for b in bags]
     videos = _videos(first, episodes, by_theta[best])
+    from proassist_ros.model.loader import default_settings
+
+    engine = settings.engine_config(thetas[0], default_settings(settings.model))
     metrics = {
-        "settings": {**asdict(settings), "window_seconds": list(settings.window_seconds)},
+        "settings": {**asdict(settings), "window_seconds": list(settings.window_seconds),
+                     "append_eot_after_reply": engine.append_eot_after_reply},
         "bags": [str(b) for b in bags],
         "videos": videos,
         "scored": scored,

@@ -115,6 +115,7 @@ def load_embedded(
     from proassist_ros.model.adapter import apply_adapter, read_adapter_config
     from proassist_ros.model.assemble import build_model
     from proassist_ros.model.config import ProAssistConfig
+    from proassist_ros.model.loader import SETTINGS_KEYS
     from proassist_ros.model.tokenizer import add_image_token
     from proassist_ros.model.tower import load_tower_into
 
@@ -160,7 +161,7 @@ def load_embedded(
         source=f"{LLM_NAME} (GGUF Q4_1, de-quantized) + {sources[weights]}, seed {seed}",
         llm=llm.config.to_dict(),
         vision=vision.to_dict(),
-        defaults={k: info[k] for k in ("context_limit", "reserve", "theta") if k in info},
+        defaults={k: info[k] for k in SETTINGS_KEYS if k in info},
     )
     model = build_model(config, tok, seed=seed, llm=llm)
     if weights != "random":

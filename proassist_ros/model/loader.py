@@ -82,9 +82,17 @@ def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
             param.data = param.data.to(dtype)
 
 
+# The run-time settings a model can carry (engine.config.EngineConfig field names).
+# ``append_eot_after_reply``: how it was trained to end a reply (train/layout.py TRAINED_LAYOUT:
+# models trained here, true); a model that does not say (released ProAssist checkpoints, tiny)
+# runs with the released inference's default, off (spec P1).
+SETTINGS_KEYS = ("context_limit", "reserve", "theta", "append_eot_after_reply")
+
+
 def default_settings(spec: str | Path) -> dict[str, Any]:
-    """The run-time settings (``context_limit``, ``reserve``, ``theta``) a model spec was trained /
-    tuned for, read from its JSON without loading weights; {} when it names none."""
+    """The run-time settings (``SETTINGS_KEYS``: ``context_limit``, ``reserve``, ``theta``,
+    ``append_eot_after_reply``) a model spec was trained / tuned for, read from its JSON without
+    loading weights; {} when it names none (tiny, released checkpoints)."""
     import json
 
     spec_s = str(spec)
@@ -98,7 +106,7 @@ def default_settings(spec: str | Path) -> dict[str, Any]:
         d = json.loads((Path(spec_s).expanduser() / CONFIG_NAME).read_text()).get("defaults", {})
     else:
         d = {}
-    return {k: d[k] for k in ("context_limit", "reserve", "theta") if d.get(k) is not None}
+    return {k: d[k] for k in SETTINGS_KEYS if d.get(k) is not None}
 
 
 def load(

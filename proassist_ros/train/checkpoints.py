@@ -22,6 +22,8 @@ from safetensors.torch import load_file, save_file
 
 from proassist_ros.model.adapter import ADAPTER_FORMAT, apply_adapter  # noqa: F401  (re-exported)
 
+from .layout import TRAINED_LAYOUT
+
 STATE = "state.json"
 
 
@@ -131,7 +133,8 @@ def load_checkpoint(acc, ckpt: Path, model, optimizer, scheduler, run: dict) -> 
 
 
 def export_adapter(model, out: Path, info: dict) -> Path:
-    """LoRA A/B (PEFT names, as a released adapter) + projector, fp16, and their settings."""
+    """LoRA A/B (PEFT names, as a released adapter) + projector, fp16, and their settings —
+    with the layout the adapter was trained on (``train.layout.TRAINED_LAYOUT``) among them."""
     from peft import get_peft_model_state_dict
 
     out.mkdir(parents=True, exist_ok=True)
@@ -140,5 +143,6 @@ def export_adapter(model, out: Path, info: dict) -> Path:
     tensors.update({f"mm_projector.{k}": v.detach().to(torch.float16).cpu().contiguous()
                     for k, v in model.mm_projector.state_dict().items()})
     save_file(tensors, str(out / "adapter.safetensors"), metadata={"format": ADAPTER_FORMAT})
-    (out / "adapter_config.json").write_text(json.dumps({"format": ADAPTER_FORMAT, **info}, indent=1))
+    settings = {"format": ADAPTER_FORMAT, **info, **TRAINED_LAYOUT}
+    (out / "adapter_config.json").write_text(json.dumps(settings, indent=1))
     return out

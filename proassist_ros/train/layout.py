@@ -29,6 +29,14 @@ from proassist_ros.model.chat import ChatFormat
 
 IGNORE = -100
 
+# How this layout ends a turn, as engine settings (``EngineConfig`` field names): a reply is laid
+# out as ``reply<eot>`` followed by the next frame (``Renderer.message``; spec §1.6), so a model
+# trained on it must run with the end-of-turn token fed after each reply — the opposite of the
+# released ProAssist checkpoints' inference (spec P1). Every checkpoint trained here records these
+# next to its other defaults (``proassist train``'s ``model/`` and ``adapter/``, ``train.ship``),
+# and ``model.loader.default_settings`` → ``engine.config.model_settings`` give them to the engine.
+TRAINED_LAYOUT: dict[str, bool] = {"append_eot_after_reply": True}
+
 
 @dataclass(frozen=True)
 class Placed:
@@ -124,7 +132,8 @@ class Renderer:
         if not self.out.input_ids or self.out.labels[-1] != self.chat.speak_id:
             raise AssertionError("an assistant turn must follow a speaking decision point")
         # Pre-shifted: every token of the turn after its first (the first is the decision
-        # point's target), up to and including the closing end-of-turn token.
+        # point's target), up to and including the closing end-of-turn token, which is also in
+        # the input (TRAINED_LAYOUT: the engine feeds it too, append_eot_after_reply).
         self.out.input_ids += ids
         self.out.labels += ids[1:] + [IGNORE]
 

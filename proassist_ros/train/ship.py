@@ -3,7 +3,9 @@
 ``load("embedded")`` reads that directory: ``tower.safetensors`` + ``vision_config.json`` (stage 1,
 stored fp16) and ``adapter.safetensors`` + ``adapter_config.json`` (stage 2: LoRA + projector,
 fp16), with θ (chosen on validation by ``proassist eval --select-theta``) added to the
-adapter's settings. Nothing else is copied: no optimizer state, no text tower, no caches.
+adapter's settings, and the layout it was trained on (``train.layout.TRAINED_LAYOUT``:
+``append_eot_after_reply``) where the adapter does not say it already. Nothing else is copied:
+no optimizer state, no text tower, no caches.
 
     python -m proassist_ros.train.ship --tower runs/tower --adapter runs/s2/adapter --theta 0.4
 """
@@ -22,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from proassist_ros.model.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter_config
 from proassist_ros.model.embedded import WEIGHTS_DIR
 from proassist_ros.model.tower import CONFIG_FILE, TOWER_FILE, read_tower_config, tower_overrides
+from proassist_ros.train.layout import TRAINED_LAYOUT
 
 KEEP_TOWER_FIELDS = ("image_size", "patch_size", "hidden", "layers", "heads", "intermediate",
                      "siglip_vision_config", "train", "data", "val")
@@ -44,7 +47,10 @@ def ship(tower: str | Path, adapter: str | Path, theta: float, out: str | Path =
     save_file(state, str(out / TOWER_FILE), metadata={"format": "pt"})
     (out / CONFIG_FILE).write_text(json.dumps({k: tcfg[k] for k in KEEP_TOWER_FIELDS if k in tcfg}, indent=1))
     shutil.copyfile(adapter / ADAPTER_WEIGHTS, out / ADAPTER_WEIGHTS)
-    shipped = {**info, "theta": float(theta), "tower": "model/weights/embedded", **(note or {})}
+    # An adapter from `proassist train` was trained on train/layout.py's sequences (older
+    # exports did not record it yet).
+    shipped = {**TRAINED_LAYOUT, **info, "theta": float(theta), "tower": "model/weights/embedded",
+               **(note or {})}
     (out / ADAPTER_CONFIG).write_text(json.dumps(shipped, indent=1))
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     if size > MAX_BYTES:

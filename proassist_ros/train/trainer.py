@@ -34,6 +34,7 @@ from .checkpoints import (
 )
 from .config import TrainConfig
 from .data import TrainSet
+from .layout import TRAINED_LAYOUT
 from .objective import STATS, Objective, summarize
 from .setup import build_model, build_sets, model_info
 
@@ -197,7 +198,9 @@ def _finish(acc, cfg: TrainConfig, model, objective, val_set, base_info: dict, l
             merge_lora(model)
             model.config.untrained = info["untrained"]
             model.config.source = info["source"]
-            model.config.defaults = {"context_limit": cfg.context_limit, "reserve": cfg.reserve}
+            # with how its sequences end a turn (train/layout.py), so the engine runs it alike
+            model.config.defaults = {"context_limit": cfg.context_limit, "reserve": cfg.reserve,
+                                     **TRAINED_LAYOUT}
             save(model, out / "model")
             summary["exports"] = {"adapter": str(out / "adapter"), "model": str(out / "model")}
         write(summary)
