@@ -38,13 +38,17 @@ def iterative_progress_summarization(model, state: StreamState, cfg: EngineConfi
 
     The request is a system message "Please summarize the progress." followed by the current
     frame's I tokens (its features embedded a second time), decoded greedily at θ_summary (0.5 in
-    the paper, P12: if P(silence) > θ_summary the summary is empty). The cache is then dropped
-    and the next frame starts with BOS + one system message carrying prompt, summary, knowledge.
+    the paper, P12: if P(silence) > θ_summary the summary is empty). The summary ends like a
+    reply: with ``append_eot_after_reply`` its end-of-turn token is fed, as training lays out
+    ``summary<eot>`` (train/sequence.py). The cache is then dropped and the next frame starts
+    with BOS + one system message carrying prompt, summary, knowledge — where training's next
+    chunk starts — so nothing the model sees afterwards depends on that token.
     """
     chat = model.chat
     request = chat.message_ids("system", SUMMARY_QUERY) + chat.image_ids(1)
     step = step_frame(model, state, request, frame_feats, cfg.summary_theta,
-                      max_new_tokens=cfg.summary_max_tokens)
+                      max_new_tokens=cfg.summary_max_tokens,
+                      append_eot_after_reply=cfg.append_eot_after_reply)
     summary = step.text.strip()
     state.cache, state.num_tokens = None, 0  # positions restart at 0
     prefix = chat.bos_ids() + chat.message_ids("system", system_content(cfg, summary, knowledge))

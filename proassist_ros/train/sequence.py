@@ -3,10 +3,12 @@
 One episode gives one sample, or several when its sequence does not fit the context: the
 inference engine summarises (IPS) once its KV cache reaches L − reserve, so training teaches
 exactly that. A chunk whose body (everything before the summary request) would exceed
-L − reserve is cut; it then ends with ``system("Please summarize the progress.")`` + one frame
-+ ``assistant(summary)``, the whole chunk ≤ L; the next chunk starts, like the engine after a
-summary, with ``BOS + system(prompt + " " + summary [+ " " + knowledge])`` and a random 5–20 s
-of the frames before its first turn.
+L − reserve is cut; it then ends with ``system("Please summarize the progress.")`` + the body's
+last frame once more + ``assistant(summary)`` — what the engine's IPS feeds after a frame step
+(the current frame embedded a second time, spec §3.1) — the whole chunk ≤ L; the next chunk
+starts, like the engine after a summary, with ``BOS + system(prompt + " " + summary [+ " " +
+knowledge])`` and a random 5–20 s of the frames before its first turn (the engine goes on with
+the frame after the body; ``context_s`` (0, ∞) makes training do the same).
 
 Where a chunk ends (docs/training.md, "Chunking"): after an assistant turn, as in the paper —
 the latest such point that fits — unless a ``progress_summary`` reference lies inside the chunk
@@ -99,9 +101,15 @@ def built_summary(episode: Episode, t: float) -> str:
 @dataclass
 class _End:
     turns: int          # turns[i:turns] are in the chunk
-    frame: int          # the summary request frame
+    frame: int          # the first frame after the body (where the next chunk may start)
     summary: str
     body: int           # tokens before the summary request
+
+    @property
+    def request_frame(self) -> int:
+        """The frame after the summary query: the body's last frame again, as the engine's IPS
+        embeds the frame it has just decided on a second time (spec §3.1 step 1)."""
+        return self.frame - 1
 
 
 class _Planner:
@@ -115,7 +123,8 @@ class _Planner:
                       if not is_spoken(r.kind) and r.text.strip())
         self.sum_t = [t for t, _ in refs]
         self.sum_text = [s for _, s in refs]
-        # A reference describes the state at its time: its frame is the last one at or before it.
+        # A reference describes the state at its time: its frame is the last one at or before it,
+        # and a chunk that ends there has that frame last in its body (the request repeats it).
         self.fresh = {max(bisect.bisect_right(self.times, t) - 1, 0): s for t, s in refs}
         self._reply_len: dict[str, int] = {}
 
@@ -148,9 +157,9 @@ class _Planner:
             body = prefix + cum + self.per * (f - start)
             if body > cfg.context_limit - cfg.reserve:
                 break
-            if open_question or (q == i and f == start):
+            if open_question or f == start:  # no frame in the body yet: nothing to repeat
                 continue
-            text, fresh = self.summary_at(f)
+            text, fresh = self.summary_at(f - 1)  # at the request frame: the body's last
             if body + self.query_len + self.reply_len(text) > cfg.context_limit:
                 continue
             end = _End(q, f, text, body)
@@ -216,7 +225,7 @@ def build_samples(episode: Episode, times: Sequence[float], chat: ChatFormat, *,
         if end is not None:
             r.frames(range(cur, end.frame), "system")
             r.message("system", SUMMARY_QUERY)
-            r.frames([end.frame], "assistant")
+            r.frames([end.request_frame], "assistant")
             r.message("assistant", end.summary)
         out = r.out
         samples.append(Sample(vid, len(samples), knowledge, out.input_ids, out.labels, out.frames,
