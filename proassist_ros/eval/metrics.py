@@ -24,9 +24,9 @@ from proassist_ros.eval.nlg import corpus_bleu, tokenize
 from proassist_ros.eval.theta import select_theta, select_threshold
 
 __all__ = [
-    "DATASET_WINDOWS", "ORIGINAL_QUIRKS", "MatchResult", "MatchedPair", "aggregate", "corpus_bleu",
-    "frame_index", "macro_average", "minilm_embed", "pairwise_match", "select_theta", "select_threshold",
-    "tokenize", "window_for",
+    "DATASET_WINDOWS", "ORIGINAL_QUIRKS", "REFERENCE_GRIDS", "MatchResult", "MatchedPair", "aggregate",
+    "corpus_bleu", "frame_index", "macro_average", "minilm_embed", "pairwise_match", "reference_frame_index",
+    "select_theta", "select_threshold", "tokenize", "window_for",
 ]
 
 Utterance = tuple[float, str]
@@ -75,6 +75,25 @@ def frame_index(time_s: float, fps: float) -> int:
     enter the metric, so the constant offset does not matter.
     """
     return math.floor(time_s * fps + 0.5)
+
+
+# Where a reference utterance sits on the frame grid (``pairwise_match(reference_grid=...)``):
+# "at_or_before" — the last frame at or before its time, where training puts its decision point
+# (train/layout.py) and where the released code puts it (spec §1.6: a turn at t follows the
+# frames [.., floor(t·fps)), and §2.1: a frame's reference is the assistant turn that follows
+# it); "nearest" — the nearest frame (this project's metric before it was aligned).
+REFERENCE_GRIDS = ("at_or_before", "nearest")
+
+
+def reference_frame_index(time_s: float, fps: float) -> int:
+    """The last stream-frame timestamp n/fps at or before a reference's time: n = floor(t·fps).
+
+    A reference at t is said after the last frame the wearer has been seen at by then, so the
+    model's decision point for it — where training labels "speak" — is that frame (spec §1.6).
+    On the same n as :func:`frame_index` (a time exactly on a frame stays there; 1e-9 absorbs
+    float error such as 7/3·3 = 6.999…).
+    """
+    return math.floor(time_s * fps + _EPS)
 
 
 def minilm_embed(texts: list[str]) -> np.ndarray:
@@ -149,10 +168,15 @@ def pairwise_match(
     int_window: bool = False,
     semantic_score_inclusive: bool = False,
     denominators_include_filtered: bool = True,
+    reference_grid: str = "at_or_before",
 ) -> MatchResult:
     """Match one video's predicted utterances to its reference utterances (spec §5.1).
 
-    ``predictions`` / ``references``: sequences of ``(time_s, text)``. A prediction at frame i may
+    ``predictions`` / ``references``: sequences of ``(time_s, text)``. A prediction is on the frame
+    it was said at (its time is that frame's stamp: :func:`frame_index`, the nearest grid point);
+    a reference on the last frame at or before its time (:func:`reference_frame_index`, as
+    training labels it and the released code places it; ``reference_grid="nearest"`` gives the
+    nearest frame instead). A prediction at frame i may
     take a reference at frame j only if j − i lies in the window (D = ∞ outside); the cost of a
     pair is C + D with C = 1 − cos (1 − |cos| with ``abs_cosine``) and
     D = dist_factor·(|i − j| / rg)^dist_power, rg the window's larger half-width in frames. A
@@ -165,6 +189,8 @@ def pairwise_match(
         raise ValueError(f"need dist_power > 0 and dist_factor >= 0, got {dist_power!r}, {dist_factor!r}")
     if not math.isfinite(semantic_threshold):
         raise ValueError(f"semantic_threshold must be finite, got {semantic_threshold!r}")
+    if reference_grid not in REFERENCE_GRIDS:
+        raise ValueError(f"reference_grid must be one of {', '.join(REFERENCE_GRIDS)}, got {reference_grid!r}")
     preds = check_utterances(predictions, "predictions")
     refs = check_utterances(references, "references")
     l_f, r_f, rg = _window_frames(tuple(window_s), fps, int_window)
@@ -174,7 +200,8 @@ def pairwise_match(
         return MatchResult(missed_refs=tuple(range(len(refs))), **settings)
 
     pf = np.array([frame_index(t, fps) for t, _ in preds])
-    rf = np.array([frame_index(t, fps) for t, _ in refs], dtype=int)
+    place = reference_frame_index if reference_grid == "at_or_before" else frame_index
+    rf = np.array([place(t, fps) for t, _ in refs], dtype=int)
 
     def dist(offsets: np.ndarray) -> np.ndarray:
         """D for frame offsets j − i (∞ outside the window)."""
