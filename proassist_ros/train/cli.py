@@ -2,7 +2,8 @@
 
 Single process: ``proassist train --data DIR --out runs/x``. Several processes or GPUs, the same
 options: ``torchrun --nproc_per_node 2 -m proassist_ros.train.cli --data DIR --out runs/x``.
-A preset sets defaults; every explicit option overrides it.
+A preset sets defaults; every explicit option overrides it. ``proassist train probe`` (train/probe.py)
+fits linear probes on a frozen tower's frame features, to judge a tower before a stage-2 run.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ _USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueErr
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="proassist train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                argument_default=argparse.SUPPRESS)
+                                argument_default=argparse.SUPPRESS,
+                                epilog="what a frozen tower's features tell: proassist train probe --help")
     a = p.add_argument
     a("--data", nargs="+", required=True, metavar="BAG_OR_DIR", help="training bags or directories of bags")
     a("--val", nargs="+", metavar="BAG_OR_DIR", help="held-out bags: teacher-forced loss, decision accuracy, speak F1")
@@ -77,6 +79,11 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["probe"]:  # linear probes on frozen frame features (train/probe.py)
+        from .probe import main as probe_main
+
+        return probe_main(argv[1:])
     ns = parser().parse_args(argv)
     quiet = getattr(ns, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
