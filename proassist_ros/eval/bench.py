@@ -25,7 +25,8 @@ import numpy as np
 
 from proassist_ros.data.synthetic import GOAL, RECIPE, render
 from proassist_ros.engine import AssistantSession, EngineConfig
-from proassist_ros.engine.config import context_budget
+from proassist_ros.engine.config import model_settings
+from proassist_ros.model.loader import default_settings
 from proassist_ros.utils.cliargs import deprecated_alias
 
 
@@ -38,8 +39,9 @@ def _frames(n: int, fps: float, size=(240, 320)) -> list[tuple[np.ndarray, float
     return [(render((k + 1) / fps, size), (k + 1) / fps) for k in range(n)]
 
 
-def bench_latency(model, n: int, theta: float, reply_max_tokens: int) -> dict:
-    s = AssistantSession(model, EngineConfig(theta=theta, step_matcher="none", reply_max_tokens=reply_max_tokens))
+def bench_latency(model, n: int, theta: float, reply_max_tokens: int, append_eot: bool = False) -> dict:
+    s = AssistantSession(model, EngineConfig(theta=theta, step_matcher="none", reply_max_tokens=reply_max_tokens,
+                                             append_eot_after_reply=append_eot))
     s.set_task(GOAL, RECIPE)
     rows = []
     for img, stamp in _frames(n, 2.0):
@@ -85,12 +87,11 @@ def simulate(model, cfg: EngineConfig, frames, fps: float, depth: int) -> dict:
                 longest_step_s=busiest)
 
 
-def bench_memory(model, n: int, limit: int) -> dict:
+def bench_memory(model, n: int, settings: dict) -> dict:
+    """``settings``: the model's own EngineConfig values (``engine.config.model_settings``)."""
     # short replies/summaries: this run is about memory vs. stream length, not about speed
-    reserve, keep_last = context_budget(limit, "ips")
-    cfg = EngineConfig(theta=0.3, context_limit=limit, reserve=reserve, context_strategy="ips",
-                       step_matcher="none", reply_max_tokens=8, summary_max_tokens=64,
-                       drop_middle_keep_last=keep_last)
+    cfg = EngineConfig(**{**settings, "theta": 0.3}, context_strategy="ips", step_matcher="none",
+                       reply_max_tokens=8, summary_max_tokens=64)
     s = AssistantSession(model, cfg)
     s.set_task(GOAL, RECIPE)
     rss, ctx = [], []
@@ -102,7 +103,7 @@ def bench_memory(model, n: int, limit: int) -> dict:
         ctx.append(s.context_tokens)
     half = [m for k, m in rss if k >= n // 2]
     first_limit = next((k for k, c in enumerate(ctx) if c >= cfg.trigger_tokens or (k and c < ctx[k - 1])), n)
-    return dict(frames=n, limit=limit, rss=rss, context=ctx, first_limit_frame=first_limit,
+    return dict(frames=n, limit=cfg.context_limit, rss=rss, context=ctx, first_limit_frame=first_limit,
                 rss_growth_second_half_mb=float(max(half) - min(half)) if half else 0.0,
                 summaries=s.summaries_triggered)
 
@@ -155,17 +156,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     print(f"[bench] loading model {args.model!r}", flush=True)
     model = load(args.model)
+    # The one settings resolver: the context budget and the reply ending the model was trained with.
+    settings = {"theta": args.theta, **model_settings(args.theta, args.context_limit,
+                                                      default_settings(args.model), strategy="ips")}
     print(f"[bench] 1/3 latency over {args.frames} frames", flush=True)
-    lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens)
+    lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens,
+                        settings["append_eot_after_reply"])
     print(f"[bench] 2/3 catch-up under IPS (L={args.context_limit})", flush=True)
-    reserve, keep_last = context_budget(args.context_limit, "ips")
-    cfg = EngineConfig(theta=args.theta, context_limit=args.context_limit, reserve=reserve,
-                       step_matcher="none", drop_middle_keep_last=keep_last,
-                       reply_max_tokens=args.reply_max_tokens)
+    cfg = EngineConfig(**settings, step_matcher="none", reply_max_tokens=args.reply_max_tokens)
     frames = _frames(max(args.frames, 80), 2.0)
     cat = [simulate(model, cfg, frames, 2.0, d) for d in (1, 8)]
     print(f"[bench] 3/3 memory over {args.memory_frames} frames", flush=True)
-    mem = bench_memory(model, args.memory_frames, args.context_limit)
+    mem = bench_memory(model, args.memory_frames, settings)
     summary = dict(model=args.model, latency={k: v for k, v in lat.items() if k != "rows"},
                    catch_up=cat, memory={k: v for k, v in mem.items() if k not in ("rss", "context")})
     (out / "bench.json").write_text(json.dumps(dict(summary=summary, latency_rows=lat["rows"],
