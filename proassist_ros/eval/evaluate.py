@@ -90,6 +90,22 @@ def _accelerator():
     return Accelerator(cpu=not torch.cuda.is_available())
 
 
+def _close_group(acc) -> None:
+    """All ranks leave the process group together once the last gather is done.
+
+    Without this a rank that finished its share exited with gloo's group still alive while rank 0
+    went on writing, and under load that rank's exit aborted ("terminate called without an active
+    exception", torchrun exit -6): a shutdown race, not a result difference.
+    """
+    if acc is None:
+        return
+    import torch.distributed as dist
+
+    acc.wait_for_everyone()
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def _gather(acc, items: list) -> list:
     if acc is None:
         return items
@@ -206,6 +222,7 @@ def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
     rows = _gather(acc, run_bags(bags, settings, settings.model, rank, world, show_progress))
     cmp_rows = (_gather(acc, run_bags(bags, settings, settings.compare_model, rank, world, show_progress))
                 if settings.compare_model else [])
+    _close_group(acc)
     if rank != 0:
         return None
     rows.sort(key=lambda r: (r["index"], r["theta"]))
