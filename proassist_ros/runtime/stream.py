@@ -173,10 +173,10 @@ class FrameStream(Generic[P]):
                               summaries_triggered=sum(bool(r.context_event) for r in results))
             # Still under the lock: outputs of a frame and of a service (set_task, reset) are
             # published in the order the session saw them, so a stale TaskState never wins.
-            state = session.task_state()
-            published = time.monotonic()
+            state, session_id = session.task_state(), session.session_id  # once per backlog: a
+            published = time.monotonic()  # session in its own process answers each over a pipe
             for (job, _), result in zip(good, results, strict=True):
-                self._on_output(Output(job, result, state, session.session_id))
+                self._on_output(Output(job, result, state, session_id))
             done = time.monotonic()
             self._stages.add(from_session(newest_s, queue_s, decode_s, results, done - published,
                                           done - good[0][0].received))
