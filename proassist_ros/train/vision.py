@@ -51,6 +51,15 @@ from proassist_ros.train.vision_data import (
     text_targets,
     to_pixels,
 )
+from proassist_ros.train.vision_facts import (
+    FactHeads,
+    FactVocab,
+    draw_batch_near,
+    evaluate_heads,
+    fact_losses,
+    frame_facts,
+    parse_weights,
+)
 
 __all__ = ["PRESETS", "SiglipPair", "TowerSettings", "caption_labels", "draw_batch", "load_pair", "load_tower_into",
            "pretrain_tower", "read_tower_config", "sigmoid_loss", "target_labels", "tower_overrides"]
@@ -62,10 +71,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     # seconds: for tests and for checking a setup end to end.
     "smoke": dict(image_size=32, patch_size=8, hidden=32, layers=2, heads=2, steps=12, batch=16,
                   per_video=8, lr=3e-3, bias_init=-2.0, fps=1.0, ckpt_every=4),
+    # v2: the default tower (same shape, I = 1) + the world's facts as extra targets (vision_facts.py),
+    # frames at the node's 2 FPS (both frames of a completion's second), half of each video's frames
+    # from around step ends. docs/vision_pretraining.md, "v2".
+    "v2": dict(image_size=128, patch_size=16, hidden=256, layers=4, heads=4, steps=1000, batch=64,
+               per_video=8, lr=3e-4, bias_init=-2.0, fps=2.0, ckpt_every=50, facts=True, near_frac=0.5,
+               fact_weights=None),
 }
+FACT_DEFAULTS = dict(facts=False, near_frac=0.5, fact_weights=None)  # presets that do not say
 LOGIT_LR_SCALE = 10.0  # t' and b learn at this multiple of the tower's rate: short runs, small batches
 TEXT_FILE, VOCAB_FILE, EVAL_FILE, LOG_FILE = ("text_tower.safetensors", "text_vocab.json", "vision_eval.json",
                                             "train_log.jsonl")
+HEADS_FILE, HEADS_VOCAB_FILE = "fact_heads.safetensors", "fact_vocab.json"  # v2 only; not needed after stage 1
 EVAL_REFERENCE = 4000  # training frames the cross-video check searches
 
 
@@ -107,10 +124,14 @@ def draw_batch(rng: np.random.Generator, groups: Sequence[np.ndarray], batch: in
 
 
 def _train_step(pair: SiglipPair, opt: torch.optim.Optimizer, data: FrameSet, groups: Sequence[np.ndarray],
-                step: int, run: dict, device: torch.device) -> dict:
+                step: int, run: dict, device: torch.device, aux: dict | None = None) -> dict:
+    """One step. ``aux`` (v2): {"facts", "near", "vocab", "weights"} adds the fact heads' losses."""
     tr = run["train"]
     rng = np.random.default_rng([tr["seed"], step])
-    idx = draw_batch(rng, groups, tr["batch"], tr["per_video"])
+    if aux is None:
+        idx = draw_batch(rng, groups, tr["batch"], tr["per_video"])
+    else:
+        idx = draw_batch_near(rng, groups, aux["near"], tr["batch"], tr["per_video"], run["aux"]["near_frac"])
     pixels = to_pixels(data.frames[idx])
     if tr["augment"]:
         pixels = augment(pixels, torch.Generator().manual_seed(int(rng.integers(2**62))))
@@ -119,20 +140,32 @@ def _train_step(pair: SiglipPair, opt: torch.optim.Optimizer, data: FrameSet, gr
     lr = _lr_at(step, tr["steps"], tr["lr"])
     for g in opt.param_groups:
         g["lr"] = lr * g["lr_scale"]
-    loss = sigmoid_loss(pair.embed_images(pixels.to(device)), pair.embed_texts(texts),
-                        target_labels(targets, texts).to(device), pair.logit_scale, pair.logit_bias)
+    emb = pair.embed_images(pixels.to(device))
+    siglip = sigmoid_loss(emb, pair.embed_texts(texts), target_labels(targets, texts).to(device), pair.logit_scale,
+                          pair.logit_bias)
+    loss, parts = siglip, {}
+    if aux is not None:
+        tgt = {k: v.to(device) for k, v in aux["vocab"].targets(aux["facts"], idx).items()}
+        parts = fact_losses(pair.aux(emb), tgt)
+        loss = siglip + sum(aux["weights"][k] * v for k, v in parts.items())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(pair.parameters(), 1.0)
     opt.step()
-    return {"step": step + 1, "loss": round(loss.item(), 6), "lr": lr,
-            "t": round(pair.logit_scale.detach().exp().item(), 4), "b": round(pair.logit_bias.item(), 4),
-            "texts": len(texts)}
+    rec = {"step": step + 1, "loss": round(loss.item(), 6), "lr": lr,
+           "t": round(pair.logit_scale.detach().exp().item(), 4), "b": round(pair.logit_bias.item(), 4),
+           "texts": len(texts)}
+    if parts:
+        rec.update(siglip=round(siglip.item(), 6), **{f"loss_{k}": round(v.item(), 6) for k, v in parts.items()})
+    return rec
 
 
 def _check_resume(saved: dict, run: dict, ckpt: Path) -> None:
-    bad = [f"{sec}.{k}: checkpoint {saved.get(sec, {}).get(k)!r} vs now {v!r}" for sec in ("settings", "train", "data")
-           for k, v in run[sec].items() if saved.get(sec, {}).get(k) != v]
+    bad = [f"{sec}.{k}: checkpoint {saved.get(sec, {}).get(k)!r} vs now {v!r}"
+           for sec in ("settings", "train", "data", "aux") for k, v in run.get(sec, {}).items()
+           if saved.get(sec, {}).get(k) != v]
+    if "aux" in saved and "aux" not in run:
+        bad.append("the checkpoint was trained with fact heads (v2), this run without")
     if saved.get("vocab") != run["vocab"]:
         bad.append("the caption vocabulary differs (other bags?)")
     if bad:
@@ -158,13 +191,20 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                    lr: float | None = None, bias_init: float | None = None, seed: int = 0, targets: str = "phrases",
                    resume: bool = True, fps: float | None = None, ckpt_every: int | None = None,
                    stop_after: int | None = None, augment_frames: bool = True, evaluate: bool = True,
-                   cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True) -> Path:
+                   cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
+                   facts: bool | None = None, near_frac: float | None = None,
+                   fact_weights: str | dict | None = None) -> Path:
     """Train the tower pair on the captioned frames of ``bags_or_dirs``; returns ``out_dir``.
 
     Resumes from the newest checkpoint in ``out_dir`` (unless ``resume=False``) after checking the
     settings, data and vocabulary are the same. ``stop_after=k`` stops after step k (a checkpoint
     is written there) so a long run can be done in slices on a shared machine. ``cache_dir``
     (default ``out_dir/cache``) holds the preprocessed frames; runs on the same bags can share it.
+
+    ``facts=True`` (the ``v2`` preset) adds the world's facts as targets of linear heads on the
+    frame token (``vision_facts.py``): weights per target from ``fact_weights`` ("completed=5,step=1"),
+    ``near_frac`` of each video's frames in a batch drawn from around step ends. The heads are saved
+    as ``fact_heads.safetensors`` and are not part of the tower.
     """
     from tqdm import tqdm
 
@@ -175,7 +215,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     given = dict(image_size=image_size, patch_size=patch_size, hidden=hidden, layers=layers, heads=heads,
                  steps=steps, batch=batch, per_video=per_video, lr=lr, bias_init=bias_init, fps=fps,
                  ckpt_every=ckpt_every)
-    p = {**PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
+    given.update(facts=facts, near_frac=near_frac, fact_weights=fact_weights)
+    p = {**FACT_DEFAULTS, **PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
     settings = TowerSettings(p["image_size"], p["patch_size"], p["hidden"], p["layers"], p["heads"], intermediate or 0)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,18 +234,31 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                     "skipped_uncaptioned": data.skipped}}
     videos = np.asarray(data.videos)[train_idx]
     groups = [train_idx[videos == v] for v in sorted(set(videos.tolist()))]
+    aux = None
+    if p["facts"]:
+        ff = frame_facts(bags_or_dirs, data, cache, progress=progress)
+        fvocab = FactVocab.build(ff.subset(train_idx))
+        weights = parse_weights(p["fact_weights"])
+        aux = {"facts": ff, "vocab": fvocab, "weights": weights,
+               "near": [g[ff.near[g]] for g in groups]}
+        run["aux"] = {"weights": weights, "near_frac": float(p["near_frac"]), "window_s": 1.0,
+                      "vocab": fvocab.to_dict(),
+                      "completed_frames": int((ff.completed[train_idx] > 0).sum()),
+                      "near_frames": int(ff.near[train_idx].sum())}
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         pair = SiglipPair(settings, vocab, targets, bias_init=p["bias_init"]).to(dev)
+        if aux is not None:
+            pair.aux = FactHeads(settings.hidden, aux["vocab"]).to(dev)
     opt = _optimizer(pair, p["lr"], run["train"]["logit_lr_scale"])
     if not resume:  # start over: an older run's checkpoints must never be picked up later
         shutil.rmtree(checkpoint_root(out), ignore_errors=True)
     ckpt = latest_checkpoint(out)
     start = 0
     if ckpt is not None:
+        _check_resume(json.loads((ckpt / "state.json").read_text()), run, ckpt)  # before the weights: names why
         saved = load_checkpoint(ckpt, pair, opt)
-        _check_resume(saved, run, ckpt)
         start = int(saved["step"])
     log_path = out / LOG_FILE
     old = log_path.read_text().splitlines() if ckpt is not None and log_path.is_file() else []
@@ -215,33 +269,55 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     with log_path.open("a") as logf:
         for step in bar:
             t0 = time.perf_counter()
-            rec = _train_step(pair, opt, data, groups, step, run, dev)
+            rec = _train_step(pair, opt, data, groups, step, run, dev, aux)
             rec["ms"] = round(1000 * (time.perf_counter() - t0), 1)
             logf.write(json.dumps(rec) + "\n")
             logf.flush()
-            bar.set_postfix(loss=f"{rec['loss']:.3f}", t=rec["t"], b=rec["b"])
+            bar.set_postfix(loss=f"{rec['loss']:.3f}", t=rec["t"], b=rec["b"],
+                            **({"compl": f"{rec['loss_completed']:.3f}"} if aux is not None else {}))
             if (step + 1) % p["ckpt_every"] == 0 or step + 1 == end:
                 save_checkpoint(out, step + 1, pair, opt, run)
     if end < p["steps"]:
         return out
     pair.eval()
     save_file({k: v.detach().cpu().contiguous() for k, v in pair.vision.state_dict().items()}, str(out / TOWER_FILE))
-    save_file({k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items() if not k.startswith("vision.")},
-              str(out / TEXT_FILE))
+    save_file({k: v.detach().cpu().contiguous() for k, v in pair.state_dict().items()
+               if not k.startswith(("vision.", "aux."))}, str(out / TEXT_FILE))
+    if aux is not None:
+        save_file({k: v.detach().cpu().contiguous() for k, v in pair.aux.state_dict().items()}, str(out / HEADS_FILE))
+        (out / HEADS_VOCAB_FILE).write_text(json.dumps(aux["vocab"].to_dict()))
     (out / VOCAB_FILE).write_text(json.dumps(vocab.to_dict()))
     (out / CONFIG_FILE).write_text(json.dumps({
         "image_size": settings.image_size, "patch_size": settings.patch_size, "hidden": settings.hidden,
         "layers": settings.layers, "heads": settings.heads, "intermediate": settings.intermediate,
         "siglip_vision_config": {k: settings.vision_config().to_dict()[k] for k in VISION_FIELDS},
         "text": {"hidden": settings.text_hidden, "layers": settings.text_layers, "vocab": len(vocab)},
-        "train": run["train"], "data": run["data"], "val": val_source}, indent=1))
+        "train": run["train"], "data": run["data"], "val": val_source,
+        **({"fact_heads": {k: v for k, v in run["aux"].items() if k != "vocab"}} if aux is not None else {})},
+        indent=1))
     if evaluate:
         ref = data.subset(np.sort(np.random.default_rng(seed).choice(train_idx, min(EVAL_REFERENCE, len(train_idx)),
                                                                     replace=False)))
         result = evaluate_tower(pair, val_data, reference=ref, seed=seed) if val_data is not None else {
             "skipped": "no held-out frames (a single training video and no val bags)"}
+        if aux is not None and val_data is not None:
+            result["fact_heads"] = _evaluate_heads(pair, aux["vocab"], val_data, val, bags_or_dirs, cache, progress)
         (out / EVAL_FILE).write_text(json.dumps({"val": val_source, **result}, indent=1))
     return out
+
+
+def _evaluate_heads(pair: SiglipPair, vocab: FactVocab, val_data: FrameSet, val, train_bags, cache: Path,
+                    progress: bool) -> dict:
+    """The fact heads on the held-out frames (val bags, or the held-out training videos)."""
+    from proassist_ros.train.vision_eval import image_features
+
+    try:
+        facts = frame_facts(val if val is not None else train_bags, val_data, cache, progress=progress)
+    except ValueError as exc:
+        return {"skipped": str(exc)}
+    feats = image_features(pair.vision, val_data.frames)  # (N, D) on the CPU
+    return {**evaluate_heads(pair.aux.cpu(), vocab, feats, facts),
+            "note": "the trained heads' own scores on held-out frames (not probes)"}
 
 
 def load_pair(tower_dir: str | Path) -> SiglipPair:

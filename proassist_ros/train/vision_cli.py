@@ -1,6 +1,7 @@
 """``python -m proassist_ros.train.vision_cli``: stage 1 (pretrain the tower) and feature extraction.
 
     python -m proassist_ros.train.vision_cli pretrain --data data/train --val data/val --out runs/tower
+    proassist train vision pretrain --preset v2 --data data/train --val data/val --out runs/v2/tower
     python -m proassist_ros.train.vision_cli features --tower runs/tower --data data/train --out runs/feats
 
 ``OMP_WAIT_POLICY=PASSIVE`` is set (unless the environment sets it) before torch is imported: on
@@ -25,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="training bags or directories of bags")
     p.add_argument("--val", nargs="+", help="held-out bags for vision_eval.json (default: 10%% of --data)")
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="default", choices=("default", "smoke"))
+    p.add_argument("--preset", default="default", choices=("default", "smoke", "v2"),
+                   help="v2: + the world's facts (step ends, step, hand, object states) as extra targets, 2 FPS")
     for name, typ in (("image-size", int), ("patch-size", int), ("hidden", int), ("layers", int), ("heads", int),
                       ("intermediate", int), ("steps", int), ("batch", int), ("per-video", int), ("lr", float),
                       ("bias-init", float), ("fps", float), ("ckpt-every", int), ("stop-after", int)):
@@ -33,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--targets", default="phrases", choices=("phrases", "captions"),
                    help="what the text tower reads: each caption's phrases (default) or whole captions")
+    p.add_argument("--facts", action=argparse.BooleanOptionalAction, default=None,
+                   help="fact heads on the frame token (default: the preset's; on for v2)")
+    p.add_argument("--near-frac", type=float, help="share of each video's batch frames from around step ends (v2)")
+    p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=5,step=1,hand=1,states=1")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-eval", action="store_true")
@@ -65,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
             resume=not args.no_resume, fps=args.fps,
             ckpt_every=args.ckpt_every,
             stop_after=args.stop_after, augment_frames=not args.no_augment, evaluate=not args.no_eval,
-            cache_dir=args.cache_dir, device=args.device, progress=not args.quiet)
+            cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, facts=args.facts,
+            near_frac=args.near_frac, fact_weights=args.fact_weights)
         ev = out / "vision_eval.json"
         print(ev.read_text() if ev.is_file() else f"stopped; resume with the same command ({out})")
         return 0
