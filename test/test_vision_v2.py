@@ -239,3 +239,15 @@ def test_command_line_v2_flags(bags, cache, tmp_path):
                  "--cache-dir", str(cache), "--no-eval", "--quiet"]) == 0
     cfg = read_tower_config(tmp_path / "t")
     assert cfg["fact_heads"]["weights"]["completed"] == 3.0 and cfg["fact_heads"]["near_frac"] == 0.25
+
+
+def test_probe_reads_a_stage1_tower_at_i5(trained):
+    from proassist_ros.train.probe import encode, load_towers
+
+    one, five = load_towers([str(trained)])[0], load_towers([str(trained), "random"], patch_grid=2)
+    assert (one.tokens_per_frame, five[0].tokens_per_frame, five[1].tokens_per_frame) == (1, 5, 5)
+    assert five[0].name.endswith("_I5")
+    pixels = torch.rand(3, 3, 32, 32) * 2 - 1
+    f1, f5 = encode(one, pixels), encode(five[0], pixels)
+    assert f1["tower"].shape == (3, 32) and f5["tower"].shape == (3, 5 * 32)
+    assert np.allclose(f5["tower"][:, :32], f1["tower"], atol=1e-6)  # token 1 is the same MAP token

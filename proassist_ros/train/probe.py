@@ -140,8 +140,9 @@ def _projector_dims(tower: Tower) -> tuple[int, int]:
     return int(tower.projector[0].in_features), int(tower.projector[-1].out_features)
 
 
-def _stage1_tower(path: Path, spec: str) -> Tower:
-    """A stage-1 output directory (train/vision.py): its tower; a random projector to SmolLM2's width."""
+def _stage1_tower(path: Path, spec: str, patch_grid: int = 0) -> Tower:
+    """A stage-1 output directory (train/vision.py): its tower; a random projector to SmolLM2's width.
+    ``patch_grid`` 2 / 3 probes I = 5 / 10 tokens per frame (the MAP token + the pooled patch grid)."""
     from safetensors.torch import load_file
 
     from proassist_ros.model.tower import TOWER_FILE, read_tower_config
@@ -150,8 +151,9 @@ def _stage1_tower(path: Path, spec: str) -> Tower:
     cfg = read_tower_config(path)
     vision = build_vision_tower(cfg["siglip_vision_config"])
     vision.load_state_dict(load_file(str(path / TOWER_FILE)), strict=True)
-    return Tower(path.name, spec, vision.float().eval(), _random_projector(cfg["hidden"], 576, 0),
-                 cfg["image_size"], 0, False, f"stage-1 tower {path} + random projector")
+    name = path.name if not patch_grid else f"{path.name}_I{1 + patch_grid**2}"
+    return Tower(name, spec, vision.float().eval(), _random_projector(cfg["hidden"], 576, 0),
+                 cfg["image_size"], patch_grid, False, f"stage-1 tower {path} + random projector")
 
 
 def _random_like(ref: Tower | None, seed: int, spec: str) -> Tower:
@@ -174,7 +176,7 @@ def _random_like(ref: Tower | None, seed: int, spec: str) -> Tower:
                  size or int(vision.config.image_size), grid, False, what)
 
 
-def load_tower(spec: str, reference: Tower | None = None) -> Tower | CaptionWords:
+def load_tower(spec: str, reference: Tower | None = None, patch_grid: int = 0) -> Tower | CaptionWords:
     """``shipped`` (``load("embedded")``), ``tiny``, ``random[:SEED]`` (like ``reference``), a model
     checkpoint directory, a stage-1 tower directory, or ``captions`` (the reference)."""
     from proassist_ros.model import load
@@ -189,13 +191,14 @@ def load_tower(spec: str, reference: Tower | None = None) -> Tower | CaptionWord
         return _from_model(model, "shipped" if spec == "embedded" else spec, spec)
     path = Path(spec).expanduser()
     if (path / "tower.safetensors").is_file() and not (path / "proassist_config.json").is_file():
-        return _stage1_tower(path, spec)
+        return _stage1_tower(path, spec, patch_grid)
     return _from_model(load(path), path.name, spec)
 
 
-def load_towers(specs: Sequence[str]) -> list[Tower | CaptionWords]:
-    """All towers; ``random`` is shaped as the first other tower listed."""
-    loaded = {s: load_tower(s) for s in specs if s.split(":")[0] != "random"}
+def load_towers(specs: Sequence[str], patch_grid: int = 0) -> list[Tower | CaptionWords]:
+    """All towers; ``random`` is shaped as the first other tower listed; ``patch_grid`` applies to
+    stage-1 tower directories (a model directory says its own I)."""
+    loaded = {s: load_tower(s, patch_grid=patch_grid) for s in specs if s.split(":")[0] != "random"}
     ref = next((t for t in loaded.values() if isinstance(t, Tower)), None)
     return [loaded[s] if s in loaded else load_tower(s, ref) for s in specs]
 
@@ -683,6 +686,9 @@ def parser() -> argparse.ArgumentParser:
     a("--steps", type=int, default=200, help="L-BFGS iterations per probe")
     a("--out", help="directory for probe.json and probe.png")
     a("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    a("--tokens-per-frame", type=int, default=1, choices=(1, 5, 10),
+      help="I for stage-1 tower directories (and a random tower shaped as one): 5 = MAP token + 2x2 pooled "
+           "patches, 10 = + 3x3; features are the I tokens concatenated")
     a("--quiet", action="store_true", help="no progress")
     return p
 
@@ -693,7 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(ns.threads)
     say = (lambda s: None) if ns.quiet else (lambda s: print(s, file=sys.stderr))
     try:
-        towers = load_towers(ns.towers or DEFAULT_TOWERS)
+        towers = load_towers(ns.towers or DEFAULT_TOWERS, {1: 0, 5: 2, 10: 3}[ns.tokens_per_frame])
         if ns.data:
             videos, total = bag_videos(ns.data, fps=ns.fps), None
             data = {"source": "bags", "bags": [str(d) for d in ns.data], "fps": ns.fps}
