@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--facts", action=argparse.BooleanOptionalAction, default=None,
                    help="fact heads on the frame token (default: the preset's; on for v2)")
     p.add_argument("--near-frac", type=float, help="share of each video's batch frames from around step ends (v2)")
-    p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=5,step=1,hand=1,states=1")
+    p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=10,step=1,hand=1,states=1")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-eval", action="store_true")

@@ -46,7 +46,7 @@ from proassist_ros.train.vision_data import FrameSet, _bags_key
 
 FACTS_VERSION = 1
 TARGETS = ("completed", "step", "hand", "states")
-DEFAULT_WEIGHTS = {"completed": 5.0, "step": 1.0, "hand": 1.0, "states": 1.0}
+DEFAULT_WEIGHTS = {"completed": 10.0, "step": 1.0, "hand": 1.0, "states": 1.0}
 AWAY = "The camera is turned away"  # the caption during a look-away (world/captions.py)
 
 
