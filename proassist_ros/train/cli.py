@@ -47,6 +47,9 @@ def parser() -> argparse.ArgumentParser:
     a("--nfs-rho", type=float, help="NFS ρ: share of silent decision points learned (<0: none, ≥1: all)")
     a("--knowledge-mix", action=argparse.BooleanOptionalAction,
       help="each episode with and without its recipe (paper ×2); --no-knowledge-mix: with only")
+    a("--summary-at-every-reference", action=argparse.BooleanOptionalAction,
+      help="end a chunk with an IPS summary turn at every progress_summary reference (default: on); "
+           "--no-summary-at-every-reference: only where the context fills")
     a("--context-limit", type=int, help="L: the engine's context limit the model will run with")
     a("--reserve", type=int, help="IPS trigger reserve (triggers at L − reserve)")
     a("--features", help="frame-feature cache directory (default OUT/features)")

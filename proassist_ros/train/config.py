@@ -37,6 +37,10 @@ class TrainConfig:
     lora_lm_head: bool = True
     nfs_rho: float = 0.1
     knowledge_mix: bool = True
+    # A summary turn (the engine's IPS request + the reference summary) at every progress_summary
+    # reference, not only where a video outgrows L − reserve (docs/training.md, "Summary at every
+    # reference"). On for new runs; a run started before it resumes with it off.
+    summary_at_every_reference: bool = True
     context_limit: int = 1024
     reserve: int = 128
     system_prompt: str = DEFAULT_SYSTEM_PROMPT

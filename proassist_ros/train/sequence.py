@@ -10,9 +10,18 @@ starts, like the engine after a summary, with ``BOS + system(prompt + " " + summ
 knowledge])`` and a random 5–20 s of the frames before its first turn (the engine goes on with
 the frame after the body; ``context_s`` (0, ∞) makes training do the same).
 
-Where a chunk ends (docs/training.md, "Chunking"): after an assistant turn, as in the paper —
-the latest such point that fits — unless a ``progress_summary`` reference lies inside the chunk
-late enough (≥ ``fresh_share`` of the longest fitting body): then it ends at that reference's
+Summary at every reference (``summary_at_every_reference``, on for ``proassist train``): a chunk
+also ends at every ``progress_summary`` reference whose chunk fits, although the context is not
+full yet — as if the engine's IPS ran at that frame: the body up to the reference's frame, the
+request, that frame again, the reference summary; the next chunk restarts from the summary exactly
+where the engine would go on (the next frame, no 5–20 s trim, nothing dropped). Each sample is
+then one engine stream from one IPS (or the start) to the next, so every reference is learned
+once per knowledge variant instead of only where a long video overflows (docs/training.md,
+"Summary at every reference").
+
+Where a chunk must end for length (docs/training.md, "Chunking"): after an assistant turn, as in
+the paper — the latest such point that fits — unless a ``progress_summary`` reference lies inside
+the chunk late enough (≥ ``fresh_share`` of the longest fitting body): then it ends at that reference's
 frame, so the summary the model learns describes exactly what it has seen. The summary at any
 other end is the latest reference at or before the request frame, or, with none, one built in
 the spec's format (elapsed time, goal, steps done when the bag records them). A question is
@@ -50,6 +59,10 @@ class SequenceConfig:
     fps: float = 2.0
     context_s: tuple[float, float] = (5.0, 20.0)   # frames kept before a later chunk's first turn
     fresh_share: float = 0.5
+    # End a chunk with an IPS summary turn at every progress_summary reference (when it fits),
+    # not only when the context overflows. Off here (one sample per episode that fits, the
+    # layout of docs/training.md's worked example); on in TrainConfig for new runs.
+    summary_at_every_reference: bool = False
 
     def __post_init__(self) -> None:
         if not 0 <= self.reserve < self.context_limit // 2:
@@ -104,6 +117,7 @@ class _End:
     frame: int          # the first frame after the body (where the next chunk may start)
     summary: str
     body: int           # tokens before the summary request
+    at_reference: bool = False  # chosen for a reference (the context had room), not for length
 
     @property
     def request_frame(self) -> int:
@@ -126,6 +140,7 @@ class _Planner:
         # A reference describes the state at its time: its frame is the last one at or before it,
         # and a chunk that ends there has that frame last in its body (the request repeats it).
         self.fresh = {max(bisect.bisect_right(self.times, t) - 1, 0): s for t, s in refs}
+        self.ref_frames = sorted(self.fresh)
         self._reply_len: dict[str, int] = {}
 
     def reply_len(self, text: str) -> int:
@@ -142,10 +157,12 @@ class _Planner:
     def final_body(self, i: int, start: int, prefix: int) -> int:
         return prefix + sum(self.lens[i:]) + self.per * max(self.turns[-1].gap - start, 0)
 
-    def choose(self, i: int, start: int, prefix: int) -> _End:
-        cfg, turns = self.cfg, self.turns
+    def _walk(self, i: int, start: int, prefix: int):
+        """(f, q, body, open question) for each candidate end f ≥ start whose body fits
+        L − reserve: frames start..f−1 and turns[i:q] (those before frame f, and a reply right
+        after frame f−1) are in the body."""
         q, cum, open_question = i, 0, False
-        best: dict[str, _End] = {}
+        turns, cfg = self.turns, self.cfg
         for f in range(start, len(self.times)):
             while q < len(turns) and (turns[q].gap < f or (turns[q].gap == f and turns[q].role == "assistant")):
                 cum += self.lens[q]
@@ -156,7 +173,34 @@ class _Planner:
                 q += 1
             body = prefix + cum + self.per * (f - start)
             if body > cfg.context_limit - cfg.reserve:
-                break
+                return
+            yield f, q, body, open_question
+
+    def at_reference(self, i: int, start: int, prefix: int) -> _End | None:
+        """The chunk end at the next ``progress_summary`` reference (summary_at_every_reference):
+        the body's last frame is the reference's frame (or, when a question there still waits
+        for its reply, the first frame after the reply), then the request and the summary.
+        None when the context fills first (``choose`` cuts for length) or when no assistant
+        turn would follow (the sequence ends with the last reply)."""
+        k = bisect.bisect_left(self.ref_frames, start)
+        if k == len(self.ref_frames):
+            return None
+        target = self.ref_frames[k] + 1   # f: the reference's frame is the body's last
+        for f, q, body, open_question in self._walk(i, start, prefix):
+            if f < target or open_question:
+                continue
+            if q >= len(self.turns):
+                return None
+            text, _ = self.summary_at(f - 1)
+            if body + self.query_len + self.reply_len(text) > self.cfg.context_limit:
+                return None
+            return _End(q, f, text, body, at_reference=True)
+        return None
+
+    def choose(self, i: int, start: int, prefix: int) -> _End:
+        cfg, turns = self.cfg, self.turns
+        best: dict[str, _End] = {}
+        for f, q, body, open_question in self._walk(i, start, prefix):
             if open_question or f == start:  # no frame in the body yet: nothing to repeat
                 continue
             text, fresh = self.summary_at(f - 1)  # at the request frame: the body's last
@@ -215,8 +259,9 @@ def build_samples(episode: Episode, times: Sequence[float], chat: ChatFormat, *,
         seen = (i, start)
         r = Renderer(chat)
         r.plain(prefix)
-        last = plan.final_body(i, start, len(prefix)) <= cfg.context_limit - cfg.reserve
-        end = None if last else plan.choose(i, start, len(prefix))
+        end = plan.at_reference(i, start, len(prefix)) if cfg.summary_at_every_reference else None
+        if end is None and plan.final_body(i, start, len(prefix)) > cfg.context_limit - cfg.reserve:
+            end = plan.choose(i, start, len(prefix))
         cur = start
         for turn in turns[i:len(turns) if end is None else end.turns]:
             r.frames(range(cur, turn.gap), turn.role)
@@ -236,6 +281,9 @@ def build_samples(episode: Episode, times: Sequence[float], chat: ChatFormat, *,
         klg = next((t.text for t in turns[:end.turns] if t.is_knowledge), "")
         prefix = chat.bos_ids() + chat.message_ids("system", system_content(engine_cfg, end.summary, klg))
         i = end.turns
+        if end.at_reference:  # the engine goes on with the next frame; nothing had to be cut
+            start = end.frame
+            continue
         ctx = int(round(rng.uniform(*cfg.context_s) * cfg.fps))
         start = max(end.frame, turns[i].gap - ctx)
         if turns[i].role == "assistant":

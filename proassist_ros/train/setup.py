@@ -99,7 +99,8 @@ def _features(cfg: TrainConfig, model, bags: list[Bag], acc, progress: bool) -> 
 
 def build_sets(cfg: TrainConfig, model, acc, progress: bool = True) -> tuple[TrainSet, TrainSet | None]:
     seq = SequenceConfig(system_prompt=cfg.system_prompt, context_limit=cfg.context_limit,
-                         reserve=cfg.reserve, fps=FPS)
+                         reserve=cfg.reserve, fps=FPS,
+                         summary_at_every_reference=cfg.summary_at_every_reference)
     sets = []
     for paths, rho in ((cfg.data, cfg.nfs_rho), (cfg.val, 1.0)):
         if not paths:
