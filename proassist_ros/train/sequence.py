@@ -17,7 +17,9 @@ request, that frame again, the reference summary; the next chunk restarts from t
 where the engine would go on (the next frame, no 5–20 s trim, nothing dropped). Each sample is
 then one engine stream from one IPS (or the start) to the next, so every reference is learned
 once per knowledge variant instead of only where a long video overflows (docs/training.md,
-"Summary at every reference").
+"Summary at every reference"). Length cuts still happen between references farther apart than
+L − reserve; the context kept after one then leads up to the next turn or the next reference,
+whichever comes first, so no reference is skipped.
 
 Where a chunk must end for length (docs/training.md, "Chunking"): after an assistant turn, as in
 the paper — the latest such point that fits — unless a ``progress_summary`` reference lies inside
@@ -285,7 +287,12 @@ def build_samples(episode: Episode, times: Sequence[float], chat: ChatFormat, *,
             start = end.frame
             continue
         ctx = int(round(rng.uniform(*cfg.context_s) * cfg.fps))
-        start = max(end.frame, turns[i].gap - ctx)
+        nxt = turns[i].gap  # the context is kept before the next turn ...
+        if cfg.summary_at_every_reference:  # ... or the next reference, which must not be skipped
+            k = bisect.bisect_left(plan.ref_frames, end.frame)
+            if k < len(plan.ref_frames):
+                nxt = min(nxt, plan.ref_frames[k] + 1)
+        start = max(end.frame, nxt - ctx)
         if turns[i].role == "assistant":
             start = min(start, turns[i].gap - 1)
     return samples
