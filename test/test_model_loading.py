@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from proassist_ros.model import LoraSettings, StreamState, add_lora, forward_chunk, load, merge_lora, save
+from proassist_ros.model.embedded import CACHE_NAME, embedded_cache_path
 from proassist_ros.model.testing import random_frames
 
 REPO = Path(__file__).resolve().parents[1]
@@ -241,7 +242,7 @@ def test_unknown_spec_is_explained(tmp_path):
 
 def test_embedded_prepare_is_idempotent_and_fast_when_cached(tmp_path):
     """With a cache present, --prepare returns at once without importing torch/transformers."""
-    target = tmp_path / "embedded" / "smollm2-135m-instruct-v1"
+    target = tmp_path / "embedded" / CACHE_NAME
     target.mkdir(parents=True)
     code = (
         "import sys;"
@@ -269,7 +270,7 @@ def test_embedded_loads_from_its_cache(tmp_path, monkeypatch, caplog):
     from proassist_ros.model.tokenizer import smollm2_tokenizer_dir
 
     tok = AutoTokenizer.from_pretrained(str(smollm2_tokenizer_dir()))
-    cache = tmp_path / "embedded" / "smollm2-135m-instruct-v1"
+    cache = tmp_path / "embedded" / CACHE_NAME
     llm = LlamaForCausalLM(llama_config(tiny_config("chatml", 1, vocab_size=len(tok)).llm))
     llm.save_pretrained(str(cache), safe_serialization=True)
     tok.save_pretrained(str(cache))
@@ -309,3 +310,11 @@ def test_auto_dtype_runs_released_checkpoints_in_fp16_on_cuda(released):
     got = logits_of(fp16, sample_ids(fp16, 1), frames)
     want = logits_of(fp32, sample_ids(fp32, 1), frames)
     assert got.dtype == torch.float32 and torch.allclose(got, want, atol=5e-2, rtol=0)
+
+
+def test_embedded_cache_config_is_plain_fp32():
+    """The converted SmolLM2 cache (made by setup) is a plain fp32 model: no GGUF
+    ``quantization_config`` left in its config.json."""
+    config = json.loads((embedded_cache_path() / "config.json").read_text())
+    assert config["model_type"] == "llama" and config["dtype"] == "float32"
+    assert "quantization_config" not in config

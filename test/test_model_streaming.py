@@ -203,3 +203,43 @@ def test_drop_middle_positions_continue_from_short_cache():
     forward_chunk(model, small, ids[:30], feats[: ids[:30].count(model.chat.img_token_id)])
     drop_middle(small, 20, 15)  # nothing to drop
     assert small.num_tokens == 30
+
+
+# ---- quantize: int8 (model/quantize.py) ---------------------------------------------------------
+def test_int8_decides_like_fp32(calibrated):
+    """Dynamic int8 Linear layers move P(silence) by little, so every frame whose fp32 P(silence)
+    is not within that tolerance of θ decides alike. (A random tiny LLM's reply argmaxes are near
+ties, so its reply tokens are not compared; the shipped model's are, in docs/performance.md.)"""
+    import copy
+
+    from proassist_ros.model.quantize import is_quantized, quantize_llm
+
+    model, chunks, targets = calibrated
+    q = copy.deepcopy(model)
+    quantize_llm(q.llm, "int8")
+    assert is_quantized(q.llm) and not is_quantized(model.llm)
+    tol = 0.1  # a tiny random LLM (hidden 64) quantizes coarser than a real one
+    for theta in (0.3, 0.5, 0.7):
+        ref, got = decide_all(model, chunks, theta), decide_all(q, chunks, theta)
+        dp = [abs(a.p_silence - b.p_silence) for a, b in zip(ref, got)]
+        assert max(dp) < tol, dp
+        clear = [k for k, s in enumerate(ref) if abs(s.p_silence - theta) > tol]
+        assert len(clear) >= 14
+        assert [got[k].spoke for k in clear] == [ref[k].spoke for k in clear]
+
+
+def test_int8_load_and_errors():
+    model = load("tiny", seed=2, quantize="int8")
+    from proassist_ros.model.quantize import is_quantized
+
+    assert is_quantized(model.llm) and model.dtype == torch.float32
+    state = StreamState.new()
+    chunks = build_stream(model, n_frames=4)
+    logits = torch.cat([forward_chunk(model, state, ids, f) for ids, f in chunks])
+    assert torch.isfinite(logits).all()
+    with pytest.raises(ValueError, match="one of none, int8"):
+        load("tiny", quantize="int4")
+    with pytest.raises(ValueError, match="CPU only"):
+        load("tiny", device="cuda:0", quantize="int8")
+    with pytest.raises(ValueError, match="float32"):
+        load("tiny", dtype="float16", quantize="int8")

@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     deprecated_alias(p, "--select-threshold", select)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
+    p.add_argument("--quantize", choices=("none", "int8"), default="none",
+                   help="int8: the LLM's Linear layers as dynamic int8 (CPU; docs/performance.md)")
     p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
     p.add_argument("--camera-topic", help="the bags' camera topic, Image or CompressedImage (default: "
                                           "/camera/image_raw or its /compressed, else a bag's only image topic)")
@@ -80,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in args.inputs:
             if not Path(path).exists():
                 raise FileNotFoundError(f"input not found: {path}")
-        settings = EvalSettings(model=args.model, device=args.device, dtype=args.dtype, thetas=thetas,
+        settings = EvalSettings(model=args.model, device=args.device, dtype=args.dtype, quantize=args.quantize,
+                                thetas=thetas,
                                 context_strategy=args.context_strategy, knowledge=not args.no_knowledge, fps=args.fps,
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
                                 reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,

@@ -37,6 +37,7 @@ class EvalSettings:
     model: str = "embedded"
     device: str = "cpu"
     dtype: str = "auto"
+    quantize: str = "none"
     thetas: list[float] = field(default_factory=lambda: [0.3])
     context_strategy: str = "ips"
     knowledge: bool = True
@@ -118,7 +119,7 @@ def _gather(acc, items: list) -> list:
 def _load_model(spec: str, settings: EvalSettings):
     from proassist_ros.model import load
 
-    return load(spec, device=settings.device, dtype=settings.dtype)
+    return load(spec, device=settings.device, dtype=settings.dtype, quantize=settings.quantize)
 
 
 def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: int = 0, world: int = 1,

@@ -27,7 +27,9 @@ from typing import Any
 
 from proassist_ros.model.cache import build_atomically, cache_dir
 
-CACHE_NAME = "smollm2-135m-instruct-v1"
+# v2: the converted config.json no longer carries the GGUF's ``quantization_config`` (the weights
+# are plain fp32; the stray entry made transformers treat the cache as a GGUF-quantized model).
+CACHE_NAME = "smollm2-135m-instruct-v2"
 LLM_NAME = "SmolLM2-135M-Instruct"
 
 
@@ -62,6 +64,8 @@ def prepare(verbose: bool = True) -> Path:
         say("[2/4] copying weights into a plain model built from the config", t0)
         config = src.config
         config._attn_implementation = "sdpa"
+        if hasattr(config, "quantization_config"):  # de-quantized above: fp32 from here on
+            del config.quantization_config
         with init_empty_weights(include_buffers=False):
             dst = LlamaForCausalLM(config)
         state = {k: v.detach().clone().contiguous() for k, v in src.state_dict().items()}

@@ -114,17 +114,25 @@ def load(
     *,
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
+    quantize: str = "none",
     **overrides: Any,
 ) -> ProAssistModel:
     """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md).
 
     ``dtype``: None (as loaded), "auto" (see ``auto_dtype``), a name or a torch.dtype.
+    ``quantize``: "none" or "int8" (the LLM's Linear layers as dynamic int8; CPU only,
+    model/quantize.py).
     """
+    from proassist_ros.model.quantize import check_quantize, quantize_llm
+
+    quantize = check_quantize(quantize, device)
     spec_s = str(spec)
     if isinstance(dtype, str) and dtype.lower() == "auto":
         torch_dtype = auto_dtype(spec_kind(spec_s), device)
     else:
         torch_dtype = resolve_dtype(dtype)
+    if quantize != "none" and torch_dtype not in (None, torch.float32):
+        raise ValueError(f"quantize {quantize!r} takes a float32 model, not dtype {dtype!r}")
     if spec_s == "tiny":
         from proassist_ros.model.tiny import load_tiny
 
@@ -155,6 +163,8 @@ def load(
     if torch_dtype is not None:
         cast_parameters(model, torch_dtype)
     model.to(torch.device(device))
+    if quantize != "none":
+        quantize_llm(model.llm, quantize)
     if model.config.untrained:
         log.warning(
             "model %r is UNTRAINED for ProAssist (%s): its speak/silence decisions and replies are "

@@ -52,6 +52,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "proassist_ros.model.load spec: 'embedded', 'tiny' (random, tests) or a checkpoint dir"),
     ParamSpec("device", "auto", "torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda:0'"),
     ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
+    ParamSpec("quantize", "none", "int8: the LLM's Linear layers as dynamic int8 (CPU only; replies "
+              "about 2x faster, decisions checked against fp32 in docs/performance.md)",
+              choices=("none", "int8")),
     ParamSpec("model_process", True, "run the model in a process of its own, so ROS callbacks never "
               "hold its GIL (docs/performance.md); false: in the node's process"),
     ParamSpec("torch_threads", 0, "torch intra-op CPU threads; 0: auto = usable cores - 1 (>= 1), "
@@ -109,6 +112,7 @@ class AssistantConfig:
     model: str = "embedded"
     device: str = "auto"
     dtype: str = "auto"
+    quantize: str = "none"
     model_process: bool = True
     torch_threads: int = 0
     fps: float = 2.0
@@ -265,7 +269,7 @@ def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str 
 
     apply_torch_threads(cfg.torch_threads)
     model = load(cfg.model, device=resolve_device(cfg.device),
-                 dtype=cfg.dtype)
+                 dtype=cfg.dtype, quantize=cfg.quantize)
     warm = AssistantSession(model, engine_cfg.replace(theta=1.0, reply_max_tokens=4))
     warm.set_task("warm up", steps=("look", "act"))
     warm.push_frame(np.zeros((64, 64, 3), np.uint8), 0.0)
