@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")
     sub.add_parser("train", help="fine-tune on dataset bags: NFS + LoRA + projector (train --help); "
                                  "stage 1: train vision {pretrain,features} --help; "
-                                 "what a tower sees: train probe --help")
+                                 "what a tower sees: train probe --help; data → shipped model: train pipeline --help")
     sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
                                   "(replay --help)")
     sub.add_parser("bringup", help="assistant + TTS nodes, one process each (args: --params-file F, --ros-args ...)")

@@ -4,6 +4,8 @@ Single process: ``proassist train --data DIR --out runs/x``. Several processes o
 options: ``torchrun --nproc_per_node 2 -m proassist_ros.train.cli --data DIR --out runs/x``.
 A preset sets defaults; every explicit option overrides it. ``proassist train probe`` (train/probe.py)
 fits linear probes on a frozen tower's frame features, to judge a tower before a stage-2 run.
+``proassist train pipeline --out runs/embedded`` (train/pipeline.py) runs every stage, from data to
+the shipped model, resumably.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="proassist train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 argument_default=argparse.SUPPRESS,
-                                epilog="what a frozen tower's features tell: proassist train probe --help")
+                                epilog="what a frozen tower's features tell: proassist train probe --help; "
+                                       "everything from data to a shipped model: proassist train pipeline --help")
     a = p.add_argument
     a("--data", nargs="+", required=True, metavar="BAG_OR_DIR", help="training bags or directories of bags")
     a("--val", nargs="+", metavar="BAG_OR_DIR", help="held-out bags: teacher-forced loss, decision accuracy, speak F1")
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from .probe import main as probe_main
 
         return probe_main(argv[1:])
+    if argv[:1] == ["pipeline"]:  # data → stage 1 → features → stage 2 → θ → ship (train/pipeline.py)
+        from .pipeline import main as pipeline_main
+
+        return pipeline_main(argv[1:])
     ns = parser().parse_args(argv)
     quiet = getattr(ns, "quiet", False)
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
