@@ -45,11 +45,12 @@ def sample_bag(name: str) -> Path:
     raise FileNotFoundError(f"no bag {name!r} (a path, or one of {sorted(p.name for p in SAMPLES.glob('test_*'))})")
 
 
-def _params(out: Path, model: str) -> Path:
+def _params(out: Path, model: str, quantize: str = "none") -> Path:
     path = out / "demo_params.yaml"
     path.write_text(
         "/**:\n  ros__parameters:\n"
         f"    model: {json.dumps(model)}\n"
+        f"    quantize: {json.dumps(quantize)}\n"
         "    fps: 2.0\n    theta: -1.0\n    context_strategy: ips\n"  # θ < 0: the model's own
         "    transport: compressed\n"
         f"    output_dir: {json.dumps(str((out / 'wav').resolve()))}\n"
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     (out / "wav").mkdir(parents=True, exist_ok=True)
     for old in (out / "wav").glob("*.wav"):
         old.unlink()
-    params = _params(out, args.model)
+    params = _params(out, args.model, getattr(args, "quantize", "none"))
     log = open(out / "bringup.log", "w")
     _say(f"starting `proassist bringup` (model={args.model}, sim time); log: {out / 'bringup.log'}")
     proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file", str(params),
