@@ -122,10 +122,17 @@ def _print_summary(m: dict, out: Path) -> None:
         if key in m["baselines"]:
             b = m["baselines"][key]
             rows.append((name + (f" (k={b['k']:g}s)" if key == "rule" else ""), b))
-    print(f"{'':28s} {'P':>6s} {'R':>6s} {'F1':>6s}")
+    def num(x) -> str:
+        return "     —" if x is None else f"{x:6.3f}"
+
+    print(f"{'':28s} {'P':>6s} {'R':>6s} {'F1':>6s} {'F1 content-exact':>17s} {'right in content':>17s}")
     for name, r in rows:
-        print(f"{name:28s} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f}")
-    print(json.dumps({"f1": m["best"]["f1"], "theta": m["theta_selected"]}))
+        print(f"{name:28s} {r['precision']:6.3f} {r['recall']:6.3f} {r['f1']:6.3f} "
+              f"{num(r.get('f1_content')):>17s} {num(r.get('content_right_share')):>17s}")
+    if m["best"].get("content_note"):
+        print(m["best"]["content_note"])
+    print(json.dumps({"f1": m["best"]["f1"], "f1_content": m["best"].get("f1_content"),
+                      "content_right_share": m["best"].get("content_right_share"), "theta": m["theta_selected"]}))
 
 
 if __name__ == "__main__":

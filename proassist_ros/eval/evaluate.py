@@ -20,6 +20,7 @@ from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.episode import spoken_references
 from proassist_ros.engine import EngineConfig
 from proassist_ros.eval import baselines
+from proassist_ros.eval.content import WorldVocabulary, vocabulary_for
 from proassist_ros.eval.metrics import (
     MatchResult,
     aggregate,
@@ -149,10 +150,20 @@ def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: in
     return out
 
 
-def score_runs(runs: list[VideoRun], settings: EvalSettings) -> tuple[MatchResult | None, dict[str, MatchResult]]:
-    """Overall and per-video MatchResults of the runs that have references."""
+Vocabularies = dict[str, tuple[WorldVocabulary | None, str]]
+
+
+def score_runs(runs: list[VideoRun], settings: EvalSettings, vocabularies: Vocabularies | None = None,
+               ) -> tuple[MatchResult | None, dict[str, MatchResult]]:
+    """Overall and per-video MatchResults of the runs that have references.
+
+    ``vocabularies``: video id → ``content.vocabulary_for`` of its bag (the content-exact F1);
+    a video not in it has no content-exact numbers ("not available").
+    """
+    vocab = vocabularies or {}
     scores = {r.video_id: score_video(r.predictions, r.reference_turns, window_s=settings.window_seconds,
-                                      fps=settings.fps) for r in runs}
+                                      fps=settings.fps, vocabulary=vocab.get(r.video_id, (None, ""))[0])
+              for r in runs}
     per_video = {v: m for v, m in scores.items() if m is not None}
     overall = aggregate(list(per_video.values())) if per_video else None
     return overall, per_video
@@ -172,9 +183,12 @@ def _baselines(episodes: list, settings: EvalSettings) -> dict:
     if not scored:
         return {}
 
+    vocab = [vocabulary_for(e) for e in scored]
+
     def score(pred_fn) -> MatchResult:
         return aggregate([score_video(pred_fn(e), e.references, window_s=settings.window_seconds,
-                                      fps=settings.fps) for e in scored])
+                                      fps=settings.fps, vocabulary=v)
+                          for e, (v, _) in zip(scored, vocab, strict=True)])
 
     silent = score(baselines.silent_predictions)
     per_k = {k: score(lambda e, k=k: baselines.rule_predictions(e, k)) for k in baselines.RULE_KS}
@@ -186,8 +200,9 @@ def _baselines(episodes: list, settings: EvalSettings) -> dict:
                      "f1_per_k": {str(kk): r.f1 for kk, r in per_k.items()}}}
 
 
-def _theta_summary(runs: list[VideoRun], settings: EvalSettings) -> dict:
-    overall, per_video = score_runs(runs, settings)
+def _theta_summary(runs: list[VideoRun], settings: EvalSettings, vocabularies: Vocabularies | None = None,
+                   ) -> dict:
+    overall, per_video = score_runs(runs, settings, vocabularies)
     return {
         "overall": overall.to_dict() if overall else None,
         "per_task_type": _by_task_type(runs, per_video),
@@ -268,8 +283,11 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
 
     by_theta = _runs_by_theta(rows)
     thetas = sorted(by_theta)
-    per_theta = {f"{t:g}": _theta_summary(by_theta[t], settings) for t in thetas}
     first = by_theta[thetas[0]]
+    episodes = [read_episode_base(b, settings.camera_topic)[0] for b in bags]
+    # the world's facts for the content-exact F1 (video ids as the runs name them, "id#2" too)
+    vocabularies = {run.video_id: vocabulary_for(ep) for run, ep in zip(first, episodes, strict=True)}
+    per_theta = {f"{t:g}": _theta_summary(by_theta[t], settings, vocabularies) for t in thetas}
     scored = any(r.has_references for r in first)
     f1s = [per_theta[f"{t:g}"]["overall"]["f1"] if scored else 0.0 for t in thetas]
     best = select_theta(thetas, f1s) if scored and len(thetas) > 1 else thetas[0]
@@ -277,8 +295,10 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
         if r["theta"] == best:
             run = VideoRun.from_dict(r["run"])
             write_run_bag(run, out / "outputs" / run.video_id, r["t0_ns"])
-    episodes = [read_episode_base(b, settings.camera_topic)[0] for b in bags]
     videos = _videos(first, episodes, by_theta[best])
+    for v in videos:  # why a video has no content-exact numbers
+        if vocabularies[v["video_id"]][0] is None:
+            v["content_note"] = vocabularies[v["video_id"]][1]
     from proassist_ros.model.loader import default_settings
 
     engine = settings.engine_config(thetas[0], default_settings(settings.model))
@@ -299,7 +319,7 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
     }
     if cmp_rows:
         cmp_by = _runs_by_theta(cmp_rows)
-        cmp = {f"{t:g}": _theta_summary(cmp_by[t], settings)["overall"] for t in sorted(cmp_by)}
+        cmp = {f"{t:g}": _theta_summary(cmp_by[t], settings, vocabularies)["overall"] for t in sorted(cmp_by)}
         if scored:
             ct = sorted(cmp_by)
             cbest = select_theta(ct, [cmp[f"{t:g}"]["f1"] for t in ct]) if len(ct) > 1 else ct[0]

@@ -17,6 +17,7 @@ from proassist_ros.constants import GUIDANCE_TOPIC, NS_PER_S
 from proassist_ros.data.bags import typestore
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.episode import spoken_references
+from proassist_ros.eval.content import vocabulary_for
 from proassist_ros.eval.metrics import aggregate
 from proassist_ros.eval.scoring import NOT_SCORED_REASON, score_video
 from proassist_ros.runtime.sampling import FpsGate
@@ -78,7 +79,9 @@ def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, floa
     episode, t0_ns = read_episode_base(input_bag, camera_topic)
     utts = read_guidance(outputs, t0_ns, topic, session_id)
     vid = episode.meta.video_id
-    result = score_video([(u.t, u.text) for u in utts], episode.references, window_s=window_s, fps=fps)
+    vocabulary, content_note = vocabulary_for(episode)  # the content-exact F1 (task-world bags only)
+    result = score_video([(u.t, u.text) for u in utts], episode.references, window_s=window_s, fps=fps,
+                         vocabulary=vocabulary)
     per_video = {vid: result} if result is not None else {}
     return {
         "video_id": vid,
@@ -89,6 +92,7 @@ def score_outputs(input_bag: Path, outputs: Path, *, window_s: tuple[float, floa
         **({} if per_video else {"not_scored_reason": NOT_SCORED_REASON}),
         "overall": aggregate(list(per_video.values())).to_dict() if per_video else None,
         "per_video": {v: r.to_dict(with_pairs=True) for v, r in per_video.items()},
+        **({"content_note": content_note} if vocabulary is None else {}),
         "utterances": len(utts),
         "predictions": [[u.t, u.text, u.talk_probability] for u in utts],
     }

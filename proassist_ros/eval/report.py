@@ -23,8 +23,12 @@ from proassist_ros.eval.scoring import NO_TASK_NOTE, NOT_SCORED_REASON
 
 MAX_TIMELINES = 30
 _REQUIRED = ("thetas", "theta_selected", "videos")
-_RATE_COLS = (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("semantic_score", "semantic"),
+_RATE_COLS = (("precision", "P"), ("recall", "R"), ("f1", "F1"), ("f1_content", "F1 content-exact"),
+              ("content_right_share", "right in content"), ("semantic_score", "semantic"),
               ("time_diff", "time diff (s)"))
+_CONTENT_EXPLAINED = ("F1 content-exact counts a correct pair only if the prediction names the reference's step, "
+                      "objects, location and counts, judged from the task world's vocabulary (eval/content.py); "
+                      "right in content: the share of correct pairs that do. — where not available.")
 _COUNT_COLS = (("matched", "correct"), ("matched_before_filter", "pairs"), ("missed", "missed"),
                ("redundant", "redundant"))
 _STATUS_TEXT = {"correct": "correct", "filtered": "below threshold", "redundant": "redundant",
@@ -111,6 +115,7 @@ def write_report(out: Path, metrics: dict, runs_by_theta: dict[float, list[Video
     parts += _theta_section(out, metrics, sel)
     parts += _latency_section(out, runs, sel)
     parts += _task_types(at_sel)
+    parts += _kinds(at_sel)
     parts += _videos(metrics, at_sel, runs)
     parts += _timelines(out, runs, at_sel, sel, metrics.get("no_task") or [])
     parts += _settings(metrics)
@@ -150,6 +155,8 @@ def _headline(metrics: dict, at_sel: dict, sel: float) -> list[str]:
     if "silent" in b:
         rows.append(["silent (never speaks)", "", *_metric_cells(b["silent"])])
     out.append(table(["system", "setting", *_metric_head()], rows, {0}))
+    note = metrics["best"].get("content_note")
+    out.append(f'<p class="note">{esc(note)}.</p>' if note else f"<p>{esc(_CONTENT_EXPLAINED)}</p>")
     if "rule" in b:
         per_k = ", ".join(f"{esc(k)} s: {fmt(v)}" for k, v in (b["rule"].get("f1_per_k") or {}).items())
         out.append(f"<p>Rule baseline k chosen on {esc(b['rule'].get('k_chosen_on', '?'))}. "
@@ -167,11 +174,12 @@ def _theta_section(out_dir: Path, metrics: dict, sel: float) -> list[str]:
         o = s.get("overall") or {}
         frames = s.get("frames") or 0
         rows.append([esc(key), fmt(o.get("precision")), fmt(o.get("recall")), fmt(o.get("f1")),
+                     fmt(o.get("f1_content")),
                      fmt(s.get("utterances")), fmt(frames), fmt(s.get("context_events")),
                      fmt(s.get("llm_s"), 1), fmt(s.get("vision_s"), 1),
                      fmt(1e3 * s["llm_s"] / frames if frames and s.get("llm_s") is not None else None, 1)])
-    out.append(table(["θ", "P", "R", "F1", "utterances", "frames", "context events", "LLM s", "vision s",
-                      "LLM ms/frame"], rows, {i for i, (k, _) in enumerate(items) if k == f"{sel:g}"}))
+    out.append(table(["θ", "P", "R", "F1", "F1 content-exact", "utterances", "frames", "context events", "LLM s",
+                      "vision s", "LLM ms/frame"], rows, {i for i, (k, _) in enumerate(items) if k == f"{sel:g}"}))
     points = [(float(k), s["overall"]) for k, s in items if s.get("overall")]
     if len(items) < 2:
         out.append(f"<p>One θ ({esc(items[0][0])}) was evaluated: no plot against θ.</p>")
@@ -212,6 +220,18 @@ def _task_types(at_sel: dict) -> list[str]:
     return [*out, table(["task type", "videos", *_metric_head()], rows)]
 
 
+def _kinds(at_sel: dict) -> list[str]:
+    per = (at_sel.get("overall") or {}).get("per_kind") or {}
+    if not per:
+        return []
+    rows = [[esc(k), fmt(m.get("references")), fmt(m.get("matched")), fmt(m.get("recall")),
+             fmt(m.get("content_matched")), fmt(m.get("recall_content")), fmt(m.get("content_right_share"))]
+            for k, m in per.items()]
+    return ["<h2>Per kind of reference</h2>",
+            table(["kind", "references", "correct", "recall", "content-exact", "recall content-exact",
+                   "right in content"], rows)]
+
+
 def _videos(metrics: dict, at_sel: dict, runs: list[VideoRun]) -> list[str]:
     by_id = {r.video_id: r for r in runs}
     per_video = at_sel.get("per_video") or {}
@@ -226,11 +246,13 @@ def _videos(metrics: dict, at_sel: dict, runs: list[VideoRun]) -> list[str]:
                   fmt(sum(1 for f in r.frames if f.context_event) if r else None)]
         m = per_video.get(vid)
         if m is None:
-            rows.append([*common, "metrics skipped (no references)", "", ""])
+            rows.append([*common, "metrics skipped (no references)", "", "", ""])
         else:
-            rows.append([*common, fmt(m.get("precision")), fmt(m.get("recall")), fmt(m.get("f1"))])
+            rows.append([*common, fmt(m.get("precision")), fmt(m.get("recall")), fmt(m.get("f1")),
+                         fmt(m.get("f1_content"))])
     return ["<h2>Per video</h2>", table(["video", "task type", "split", "duration (s)", "references",
-                                         "predictions", "context events", "P", "R", "F1"], rows)]
+                                         "predictions", "context events", "P", "R", "F1", "F1 content-exact"],
+                                        rows)]
 
 
 def _timelines(out_dir: Path, runs: list[VideoRun], at_sel: dict, sel: float,
@@ -270,7 +292,7 @@ def _utterance_table(run: VideoRun, pairs: list[dict]) -> str:
         p = by_ref.get(i)
         res = ("missed" if run.has_references and p is None else
                f"P{p['pred_index'] + 1} ({'correct' if p['correct'] else 'below threshold'}, "
-               f"s = {p['score']:.2f}, Δt = {p['time_diff']:.1f} s)")
+               f"s = {p['score']:.2f}, Δt = {p['time_diff']:.1f} s{_content_text(p)})")
         rows.append((t, 0, [f"R{i + 1}", fmt(t, 1), "reference", esc(plots.kind_name(kind)), esc(text), esc(res)]))
     preds = [f for f in run.frames if f.spoke]
     for i, f in enumerate(preds):
@@ -286,6 +308,16 @@ def _utterance_table(run: VideoRun, pairs: list[dict]) -> str:
             rows.append((f.t, 3, ["", fmt(f.t, 1), "context", esc(f.context_event), "", ""]))
     rows.sort(key=lambda r: (r[0], r[1]))
     return table(["#", "t (s)", "lane", "kind", "text", "match"], [r for _, _, r in rows])
+
+
+def _content_text(pair: dict) -> str:
+    """", content right" / ", content wrong: said … for …" of a pair (nothing where unknown)."""
+    exact = pair.get("content_exact")
+    if exact is None:
+        return ""
+    if exact:
+        return ", content right"
+    return f", content wrong: said {pair.get('pred_content')} for {pair.get('ref_content')}"
 
 
 def _settings(metrics: dict) -> list[str]:
