@@ -15,9 +15,9 @@ What is quantized: the MLP's ``gate_proj`` and ``up_proj`` of every layer (INT8_
 SmolLM2-135M's weights. Everything else stays fp32, because dynamic quantization rounds each
 layer's input activations to int8 with one scale per token, and SmolLM2's ``down_proj`` inputs,
 attention outputs and final hidden states carry outlier channels that such a scale flattens.
-Measured teacher-forced against fp32 on a sample bag (docs/performance.md, "int8"): every
-Linear int8 moved P(silence) by up to 0.20 and 2 % of the frames decided otherwise (2.7× faster);
-gate/up only moved it by 0.07 with no frame deciding otherwise (1.3× faster). The embedding
+Measured teacher-forced against fp32 on a sample bag (eval/agreement.py, docs/performance.md
+"int8"): every Linear in int8 moved P(silence) by up to 0.63 and 2.8 % of the LLM calls fell on
+the other side of θ (2.7× faster); gate/up only: 0.13 and 0.4 % (1.3× faster). The embedding
 table, the norms, the vision tower and the projector stay in float. CPU only: CUDA runs in half
 precision instead (``dtype: auto``).
 """
