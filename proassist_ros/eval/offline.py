@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from proassist_ros.constants import KIND_OTHER
-from proassist_ros.data.episode import Episode, Turn, spoken_references
+from proassist_ros.data.episode import Episode, Turn, is_spoken, spoken_references
 from proassist_ros.engine import AssistantSession, EngineConfig
 from proassist_ros.runtime.sampling import sampled_frames
 
@@ -34,6 +34,7 @@ class FrameLog:
     kind: int = KIND_OTHER
     context_event: str = ""
     latency_s: float = 0.0     # LLM time of this frame (its decision and any reply or summary)
+    summary: str = ""          # the IPS progress summary made at this frame ("" when none or empty)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class VideoRun:
     references: list[tuple[float, str, str]] = field(default_factory=list)  # spoken: (t, text, kind)
     user_turns: list[tuple[float, str]] = field(default_factory=list)
     task_states: list[tuple[float, dict]] = field(default_factory=list)     # on change
+    summary_references: list[tuple[float, str]] = field(default_factory=list)  # progress_summary turns
     vision_s: float = 0.0
     llm_s: float = 0.0
 
@@ -77,6 +79,7 @@ class VideoRun:
         d["references"] = [tuple(r) for r in d["references"]]
         d["user_turns"] = [tuple(u) for u in d["user_turns"]]
         d["task_states"] = [tuple(s) for s in d["task_states"]]
+        d["summary_references"] = [tuple(s) for s in d.get("summary_references", [])]
         return cls(**d)
 
 
@@ -99,7 +102,9 @@ def run_episode(model, episode: Episode, cfg: EngineConfig, *, fps: float = 2.0,
     run = VideoRun(meta.video_id, meta.task_type or (episode.task.task_type if episode.task else ""),
                    meta.split, meta.duration_s, cfg.theta,
                    references=[(r.t, r.text, r.kind) for r in spoken_references(episode)],
-                   user_turns=[(u.t, u.text) for u in episode.user_turns])
+                   user_turns=[(u.t, u.text) for u in episode.user_turns],
+                   summary_references=[(r.t, r.text) for r in episode.references
+                                       if not is_spoken(r.kind) and r.text.strip()])
     session = AssistantSession(model, cfg)
     if episode.task is not None:
         session.set_task(episode.task.goal, episode.task.knowledge if use_knowledge else "",
@@ -120,7 +125,7 @@ def run_episode(model, episode: Episode, cfg: EngineConfig, *, fps: float = 2.0,
             dt = time.perf_counter() - t1
             run.llm_s += dt
             run.frames.append(FrameLog(t, 1.0 - r.p_silence, r.spoke, r.text, r.kind,
-                                       r.context_event, dt))
+                                       r.context_event, dt, r.summary))
             state = session.task_state()
             key = (state.current_step_index, tuple(state.completed_steps), state.progress_summary,
                    state.last_guidance_seq, state.status)
