@@ -251,3 +251,18 @@ def test_probe_reads_a_stage1_tower_at_i5(trained):
     f1, f5 = encode(one, pixels), encode(five[0], pixels)
     assert f1["tower"].shape == (3, 32) and f5["tower"].shape == (3, 5 * 32)
     assert np.allclose(f5["tower"][:, :32], f1["tower"], atol=1e-6)  # token 1 is the same MAP token
+
+
+def test_init_tower_starts_from_its_weights_and_refuses_another_shape(bags, cache, trained, tmp_path):
+    out = pretrain_tower(bags, tmp_path / "ft", steps=2, lr=1e-12, ckpt_every=2, seed=6, progress=False,
+                         cache_dir=cache, evaluate=False, init_tower=trained, **TINY_V2)
+    start, got = load_file(str(trained / "tower.safetensors")), load_file(str(out / "tower.safetensors"))
+    assert all(torch.allclose(start[k], got[k], atol=1e-6) for k in start)
+    assert read_tower_config(out)["train"]["init_tower"] == str(trained)
+    fresh = pretrain_tower(bags, tmp_path / "fresh", steps=2, lr=1e-12, ckpt_every=2, seed=6, progress=False,
+                           cache_dir=cache, evaluate=False, **TINY_V2)
+    other = load_file(str(fresh / "tower.safetensors"))
+    assert any(not torch.allclose(start[k], other[k], atol=1e-3) for k in start)  # it can fail
+    with pytest.raises(ValueError, match="patch_size"):
+        pretrain_tower(bags, tmp_path / "bad", steps=2, progress=False, cache_dir=cache, evaluate=False,
+                       init_tower=trained, **{**TINY_V2, "patch_size": 8})

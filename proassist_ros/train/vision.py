@@ -160,6 +160,19 @@ def _train_step(pair: SiglipPair, opt: torch.optim.Optimizer, data: FrameSet, gr
     return rec
 
 
+def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
+    """Start the image tower from a finished tower's weights (any dtype), refusing another shape."""
+    cfg = read_tower_config(tower_dir)
+    have = pair.vision.config.to_dict()
+    bad = [f"{k}: {cfg['siglip_vision_config'].get(k)!r} vs {have.get(k)!r}" for k in VISION_FIELDS
+           if cfg["siglip_vision_config"].get(k) != have.get(k)]
+    if bad:
+        raise ValueError(f"{tower_dir}: cannot start from this tower: " + "; ".join(bad))
+    ref = pair.vision.state_dict()
+    state = load_file(str(tower_dir / TOWER_FILE))
+    pair.vision.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
+
+
 def _check_resume(saved: dict, run: dict, ckpt: Path) -> None:
     bad = [f"{sec}.{k}: checkpoint {saved.get(sec, {}).get(k)!r} vs now {v!r}"
            for sec in ("settings", "train", "data", "aux") for k, v in run.get(sec, {}).items()
@@ -193,7 +206,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                    stop_after: int | None = None, augment_frames: bool = True, evaluate: bool = True,
                    cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
                    facts: bool | None = None, near_frac: float | None = None,
-                   fact_weights: str | dict | None = None) -> Path:
+                   fact_weights: str | dict | None = None, init_tower: str | Path | None = None) -> Path:
     """Train the tower pair on the captioned frames of ``bags_or_dirs``; returns ``out_dir``.
 
     Resumes from the newest checkpoint in ``out_dir`` (unless ``resume=False``) after checking the
@@ -204,7 +217,9 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     ``facts=True`` (the ``v2`` preset) adds the world's facts as targets of linear heads on the
     frame token (``vision_facts.py``): weights per target from ``fact_weights`` ("completed=5,step=1"),
     ``near_frac`` of each video's frames in a batch drawn from around step ends. The heads are saved
-    as ``fact_heads.safetensors`` and are not part of the tower.
+    as ``fact_heads.safetensors`` and are not part of the tower. ``init_tower`` (a finished stage-1
+    directory, or the embedded model's ``model/weights/embedded``) starts the image tower from its
+    weights instead of at random (same architecture required); the text tower starts fresh.
     """
     from tqdm import tqdm
 
@@ -228,7 +243,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
            "train": {"steps": p["steps"], "batch": p["batch"], "per_video": p["per_video"], "lr": p["lr"],
                      "bias_init": p["bias_init"],
                      "targets": targets, "logit_lr_scale": LOGIT_LR_SCALE, "seed": seed,
-                     "augment": augment_frames},
+                     "augment": augment_frames, **({"init_tower": str(init_tower)} if init_tower else {})},
            "data": {"fps": p["fps"], "frames": len(train_idx), "videos": len({data.videos[i] for i in train_idx}),
                     "distinct_captions": len({data.captions[i] for i in train_idx}),
                     "skipped_uncaptioned": data.skipped}}
@@ -251,6 +266,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
         pair = SiglipPair(settings, vocab, targets, bias_init=p["bias_init"]).to(dev)
         if aux is not None:
             pair.aux = FactHeads(settings.hidden, aux["vocab"]).to(dev)
+    if init_tower is not None:
+        _init_vision(pair, Path(init_tower))
     opt = _optimizer(pair, p["lr"], run["train"]["logit_lr_scale"])
     if not resume:  # start over: an older run's checkpoints must never be picked up later
         shutil.rmtree(checkpoint_root(out), ignore_errors=True)

@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="fact heads on the frame token (default: the preset's; on for v2)")
     p.add_argument("--near-frac", type=float, help="share of each video's batch frames from around step ends (v2)")
     p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=10,step=1,hand=1,states=1")
+    p.add_argument("--init-tower", help="start the image tower from this finished tower (e.g. model/weights/embedded)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-eval", action="store_true")
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             ckpt_every=args.ckpt_every,
             stop_after=args.stop_after, augment_frames=not args.no_augment, evaluate=not args.no_eval,
             cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, facts=args.facts,
-            near_frac=args.near_frac, fact_weights=args.fact_weights)
+            near_frac=args.near_frac, fact_weights=args.fact_weights, init_tower=args.init_tower)
         ev = out / "vision_eval.json"
         print(ev.read_text() if ev.is_file() else f"stopped; resume with the same command ({out})")
         return 0
