@@ -14,8 +14,10 @@ test: setup
 demo: setup
 	@$(VENV)/bin/proassist demo $(DEMO_ARGS)
 
+# `make bench`: plots in bench_output/, every key in bench/results/summary.json, the table in
+# docs/performance.md; `make bench QUICK=1`: the same keys from reduced runs (no docs table).
 bench: setup
-	@$(VENV)/bin/proassist bench $(BENCH_ARGS)
+	@$(VENV)/bin/proassist bench $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check proassist_ros test scripts launch

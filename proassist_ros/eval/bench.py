@@ -8,16 +8,21 @@ Three measurements on one model (default: the embedded SmolLM2 model, CPU):
    what most ROS ML nodes do) against our catch-up queue (depth N, the backlog goes through
    ``AssistantSession.push_frames`` in one forward). Reported: frames seen, frames lost, decision
    delay (frame arrival → its decision).
-3. memory — process RSS over a long stream with a small context limit: once the limit is
-   reached, memory must stop growing with stream length.
+3. memory — process RSS and step time over a long stream with IPS at a small context limit
+   (``bench_keys.hour_stream``; 7200 frames = 1 hour at 2 FPS unless ``--quick``): once the limit
+   is reached, neither may grow with stream length.
+
+Then every key of ``bench/results/summary.json`` (bench_summary.py: realtime factors, reply
+speed fp32 / int8, int8 agreement and F1, KV-cache speed-up, IPS stall, ROS end-to-end latency)
+and the table of docs/performance.md's "Benchmark summary". ``--quick`` (``make bench QUICK=1``):
+the same keys from reduced runs (one sample bag, 240 frames for the long stream, ...), a few
+minutes; it writes no docs table unless ``--docs`` is given.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import json
-import os
 import time
 from pathlib import Path
 
@@ -28,11 +33,6 @@ from proassist_ros.engine import AssistantSession, EngineConfig
 from proassist_ros.engine.config import model_settings
 from proassist_ros.model.loader import default_settings
 from proassist_ros.utils.cliargs import deprecated_alias
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def _frames(n: int, fps: float, size=(240, 320)) -> list[tuple[np.ndarray, float]]:
@@ -87,27 +87,6 @@ def simulate(model, cfg: EngineConfig, frames, fps: float, depth: int) -> dict:
                 longest_step_s=busiest)
 
 
-def bench_memory(model, n: int, settings: dict) -> dict:
-    """``settings``: the model's own EngineConfig values (``engine.config.model_settings``)."""
-    # short replies/summaries: this run is about memory vs. stream length, not about speed
-    cfg = EngineConfig(**{**settings, "theta": 0.3}, context_strategy="ips", step_matcher="none",
-                       reply_max_tokens=8, summary_max_tokens=64)
-    s = AssistantSession(model, cfg)
-    s.set_task(GOAL, RECIPE)
-    rss, ctx = [], []
-    for k, (img, stamp) in enumerate(_frames(n, 2.0, size=(120, 160))):
-        s.push_frame(img, stamp)
-        if k % 10 == 0:
-            gc.collect()
-            rss.append((k, _rss_mb()))
-        ctx.append(s.context_tokens)
-    half = [m for k, m in rss if k >= n // 2]
-    first_limit = next((k for k, c in enumerate(ctx) if c >= cfg.trigger_tokens or (k and c < ctx[k - 1])), n)
-    return dict(frames=n, limit=cfg.context_limit, rss=rss, context=ctx, first_limit_frame=first_limit,
-                rss_growth_second_half_mb=float(max(half) - min(half)) if half else 0.0,
-                summaries=s.summaries_triggered)
-
-
 def plot(out: Path, lat: dict, cat: list[dict], mem: dict) -> None:
     import matplotlib
 
@@ -138,8 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="embedded")
     p.add_argument("--output", default="bench_output")
-    p.add_argument("--frames", type=int, default=60, help="frames for the latency run")
-    p.add_argument("--memory-frames", type=int, default=300)
+    p.add_argument("--frames", type=int, default=None, help="frames for the latency run (60; --quick: 12)")
+    p.add_argument("--quick", action="store_true", help="reduced runs, same keys (make bench QUICK=1)")
+    p.add_argument("--summary", default="bench/results/summary.json", help="where the summary goes")
+    p.add_argument("--docs", default=None, help="the doc whose 'Benchmark summary' table is refreshed "
+                   "(default: docs/performance.md for a full run, none for --quick; '' for none)")
+    p.add_argument("--hour-frames", type=int, default=None,
+                   help="frames of the long stream (7200 = 1 hour at 2 FPS; --quick: 240)")
+    p.add_argument("--agreement-bags", nargs="+", default=None,
+                   help="bags for the int8 agreement and F1 (test-split bags; default: the sample bags; "
+                        "--quick: one)")
+    p.add_argument("--quality-max-s", type=float, default=None, help="use only each bag's first seconds")
+    p.add_argument("--ros-bag", default=None, help="bag of the ROS end-to-end run (default: the demo's)")
+    p.add_argument("--ros-rate", type=float, default=1.0, help="replay rate of the ROS end-to-end run")
+    p.add_argument("--ros-timeout-s", type=float, default=600.0)
+    p.add_argument("--skip-ros", action="store_true", help="no ROS end-to-end run (its keys: null)")
     limit = p.add_argument("--context-limit", type=int, default=512,
                            help="context limit L (tokens) of the catch-up and memory runs (IPS)")
     deprecated_alias(p, "--limit", limit)
@@ -150,24 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from proassist_ros.eval import bench_keys as bk
+    from proassist_ros.eval import bench_summary as bs
     from proassist_ros.model import load
 
+    started = time.perf_counter()
+    sz = bs.sizes(args.quick, args.hour_frames)
+    args.frames = args.frames or (12 if args.quick else 60)
+    args.ros_bag = args.ros_bag or bs.ROS_BAG
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[bench] loading model {args.model!r}", flush=True)
+    print(f"[bench] loading model {args.model!r} (fp32 and int8)", flush=True)
     model = load(args.model)
+    int8_model = load(args.model, quantize="int8")
     # The one settings resolver: the context budget and the reply ending the model was trained with.
-    settings = {"theta": args.theta, **model_settings(args.theta, args.context_limit,
-                                                      default_settings(args.model), strategy="ips")}
+    defaults = default_settings(args.model)
+    settings = {"theta": args.theta, **model_settings(args.theta, args.context_limit, defaults, strategy="ips")}
     print(f"[bench] 1/3 latency over {args.frames} frames", flush=True)
     lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens,
                         settings["append_eot_after_reply"])
     print(f"[bench] 2/3 catch-up under IPS (L={args.context_limit})", flush=True)
     cfg = EngineConfig(**settings, step_matcher="none", reply_max_tokens=args.reply_max_tokens)
-    frames = _frames(max(args.frames, 80), 2.0)
+    frames = _frames(max(args.frames, 30 if args.quick else 80), 2.0)
     cat = [simulate(model, cfg, frames, 2.0, d) for d in (1, 8)]
-    print(f"[bench] 3/3 memory over {args.memory_frames} frames", flush=True)
-    mem = bench_memory(model, args.memory_frames, settings)
+    print(f"[bench] 3/3 long stream: {sz['hour_frames']} frames, IPS at L={args.context_limit}", flush=True)
+    mem = bk.hour_stream(model, defaults, sz["hour_frames"], sz["hour_window"], args.context_limit,
+                         bk.frame_cycle(240, size=(120, 160)))
     summary = dict(model=args.model, latency={k: v for k, v in lat.items() if k != "rows"},
                    catch_up=cat, memory={k: v for k, v in mem.items() if k not in ("rss", "context")})
     (out / "bench.json").write_text(json.dumps(dict(summary=summary, latency_rows=lat["rows"],
@@ -175,4 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     plot(out, lat, cat, mem)
     print(json.dumps(summary, indent=1))
     print(f"[bench] wrote {out / 'bench.json'} and {out / 'bench.png'}")
+    keys = bs.collect(model, int8_model, args.model, defaults, args, mem, out,
+                      log=lambda m: print(m, flush=True))
+    keys["settings"] = {"defaults": defaults, "bench_session": settings}
+    result = bs.write(Path(args.summary), keys, spec=args.model, args=args, facts=bk.machine_facts(),
+                      wall_s=time.perf_counter() - started)
+    print(json.dumps({k: result[k] for k in bs.KEYS} | {"notes": result["notes"]}, indent=1))
+    print(f"[bench] wrote {args.summary} in {result['wall_s']:.0f} s")
+    doc = args.docs if args.docs is not None else ("" if args.quick else str(bs.REPO / "docs" / "performance.md"))
+    if doc:
+        print(f"[bench] {'refreshed' if bs.refresh_docs(Path(doc), result) else 'no table markers in'} {doc}")
     return 0

@@ -1,0 +1,239 @@
+"""The engine-side keys of ``bench/results/summary.json`` (no DDS, one model, one process).
+
+Each function measures one group of keys on the model it is given and returns plain numbers:
+
+- ``realtime_factors``: frames per second ÷ 2 for silent frames at ~100 and ~1000 tokens of
+  context and for frames that speak (vision + LLM, ``AssistantSession.push_frame``);
+- ``reply_ms_per_token``: one greedy reply token on a KV cache of ``ctx`` tokens;
+- ``kv_speedup``: one frame chunk appended to a cache of N tokens against recomputing all N;
+- ``hour_stream``: a long stream with IPS cycling at a small context limit: step time p95 and
+  RSS of the last window against the first (also the memory plot's data);
+- ``ips_stall``: the longest gap between two decisions that a summary caused, with catch-up.
+
+Every session's settings come from the one resolver (``engine.config.model_settings`` over
+``model.loader.default_settings``), passed in as ``defaults``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from proassist_ros.data.synthetic import GOAL, RECIPE, render
+from proassist_ros.engine import AssistantSession, EngineConfig
+from proassist_ros.engine.config import model_settings
+
+FPS = 2.0
+ALWAYS_SILENT, ALWAYS_SPEAK = 1e-6, 1.0  # θ: silent iff P(silence) > θ
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def machine_facts() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "usable_cores": usable,
+            "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def frame_cycle(n: int, size=(240, 320)) -> list[np.ndarray]:
+    """``n`` rendered frames of the synthetic scene (reused cyclically by long runs)."""
+    return [render((k + 1) / FPS, size) for k in range(n)]
+
+
+def session(model, defaults: Mapping[str, Any], context_limit: int, **over: Any) -> AssistantSession:
+    """A session with the model's own settings at ``context_limit`` (IPS), ``over`` on top."""
+    settings = model_settings(None, context_limit, defaults, strategy="ips")
+    return AssistantSession(model, EngineConfig(**{**settings, "step_matcher": "none", **over}))
+
+
+def _fill(s: AssistantSession, frames: list[np.ndarray], target: int, t: float) -> float:
+    """Feed frames in backlogs (one forward each) until the context holds ≥ ``target`` tokens."""
+    while s.context_tokens < target:
+        s.push_frames([(frames[k % len(frames)], t + k / FPS) for k in range(16)])
+        t += 16 / FPS
+    return t
+
+
+def _timed_frames(s: AssistantSession, frames: list[np.ndarray], n: int, t: float) -> tuple[list, float]:
+    rows = []
+    for k in range(n):
+        t += 1 / FPS
+        t0 = time.perf_counter()
+        r = s.push_frame(frames[k % len(frames)], t)
+        rows.append((time.perf_counter() - t0, r.spoke, len(r.text.split()), s.context_tokens))
+    return rows, t
+
+
+def realtime_factors(model, defaults: Mapping[str, Any], frames: list[np.ndarray], silent_n: int,
+                     speak_n: int, reply_max_tokens: int) -> dict:
+    """Silent frames at ~100 / ~1000 tokens of context (θ ≈ 0: every frame silent) and speaking
+    frames (θ = 1: every frame replies, up to ``reply_max_tokens``) from ~100 tokens."""
+    out: dict[str, Any] = {}
+    for target in (100, 1000):
+        s = session(model, defaults, 2048, theta=ALWAYS_SILENT)
+        t = _fill(s, frames, target, 0.0)
+        _timed_frames(s, frames, 2, t)  # warm-up
+        rows, _ = _timed_frames(s, frames, silent_n, t + 1.0)
+        steps = [r[0] for r in rows]
+        out[f"realtime_factor_silent_{target}"] = 1.0 / float(np.median(steps)) / FPS
+        out[f"silent_{target}"] = {"step_p50_s": float(np.median(steps)), "step_p95_s": float(np.percentile(steps, 95)),
+                                   "context_tokens": [rows[0][3], rows[-1][3]], "frames": len(rows),
+                                   "spoke": sum(r[1] for r in rows)}
+    s = session(model, defaults, 4096, theta=ALWAYS_SPEAK, reply_max_tokens=reply_max_tokens)
+    t = _fill(s, frames, 100, 0.0)
+    rows, _ = _timed_frames(s, frames, speak_n, t)
+    steps = [r[0] for r in rows]
+    out["realtime_factor_speaking"] = 1.0 / float(np.median(steps)) / FPS
+    out["speaking"] = {"step_p50_s": float(np.median(steps)), "step_p95_s": float(np.percentile(steps, 95)),
+                       "frames": len(rows), "spoke": sum(r[1] for r in rows),
+                       "reply_words_mean": float(np.mean([r[2] for r in rows])),
+                       "reply_max_tokens": reply_max_tokens, "context_tokens": [rows[0][3], rows[-1][3]]}
+    return out
+
+
+@torch.no_grad()
+def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
+    """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of
+    ``model.streaming.step_frame``: one forward of the previous token, then its argmax)."""
+    from proassist_ros.model.streaming import StreamState, forward_chunk
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(100, model.vocab_size - 1, (ctx,), generator=g).tolist()
+    state = StreamState.new()
+    tok = int(forward_chunk(model, state, ids)[-1].argmax())
+    times = []
+    for _ in range(n_tokens + 2):
+        t0 = time.perf_counter()
+        tok = int(forward_chunk(model, state, [tok])[-1].argmax())
+        times.append(time.perf_counter() - t0)
+    times = times[2:]  # warm-up
+    return {"ms_per_token": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
+            "context_tokens": ctx, "tokens": n_tokens}
+
+
+def frame_chunk_tokens(model, defaults: Mapping[str, Any], frames: list[np.ndarray]) -> int:
+    """Tokens one silent frame adds to the context (its chunk)."""
+    s = session(model, defaults, 2048, theta=ALWAYS_SILENT)
+    s.push_frame(frames[0], 0.5)
+    before = s.context_tokens
+    s.push_frame(frames[1], 1.0)
+    return s.context_tokens - before
+
+
+@torch.no_grad()
+def kv_speedup(model, ctx: int, chunk: int, reps: int, seed: int = 0) -> dict:
+    """LLM time of one frame chunk (``chunk`` tokens) on a cache of ``ctx`` tokens, against one
+    forward over all ``ctx + chunk`` tokens without a cache (what a cache-less model redoes per
+    frame). Vision is left out of both."""
+    from proassist_ros.model.streaming import StreamState, forward_chunk
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(100, model.vocab_size - 1, (ctx + chunk,), generator=g).tolist()
+    full, cached = [], []
+    state = StreamState.new()
+    for _ in range(reps):
+        fresh = StreamState.new()
+        t0 = time.perf_counter()
+        forward_chunk(model, fresh, ids)
+        full.append(time.perf_counter() - t0)
+        del fresh
+        gc.collect()
+    forward_chunk(model, state, ids[:ctx])
+    for _ in range(max(3, reps) + 1):
+        branch = state.clone()
+        t0 = time.perf_counter()
+        forward_chunk(model, branch, ids[ctx:])
+        cached.append(time.perf_counter() - t0)
+        del branch
+    cached = cached[1:]  # warm-up
+    return {"speedup": float(np.median(full) / np.median(cached)), "recompute_s": float(np.median(full)),
+            "cached_step_s": float(np.median(cached)), "context_tokens": ctx, "chunk_tokens": chunk}
+
+
+def hour_stream(model, defaults: Mapping[str, Any], n: int, window: int, context_limit: int,
+                frames: list[np.ndarray]) -> dict:
+    """``n`` frames at 2 FPS with IPS at ``context_limit``; the first and the last ``window``
+    frames compared (step time p95, peak RSS). Short replies and summaries (8 / 64 tokens): this
+    run is about flatness over stream length, not about reply speed. Also the memory plot's data."""
+    s = session(model, defaults, context_limit, theta=0.3, reply_max_tokens=8, summary_max_tokens=64)
+    s.set_task(GOAL, RECIPE)
+    steps, rss, ctx, events = [], [], [], 0
+    for k in range(n):
+        t0 = time.perf_counter()
+        r = s.push_frame(frames[k % len(frames)], (k + 1) / FPS)
+        steps.append(time.perf_counter() - t0)
+        events += bool(r.context_event)
+        if k % 10 == 0 or k >= n - window:
+            if k % 10 == 0:
+                gc.collect()
+            rss.append((k, rss_mb()))
+        ctx.append(s.context_tokens)
+    window = min(window, n // 2)
+    first, last = steps[:window], steps[-window:]
+    rss_first = [m for k, m in rss if k < window]
+    rss_last = [m for k, m in rss if k >= n - window]
+    half = [m for k, m in rss if k >= n // 2]
+    trigger = s.config.trigger_tokens
+    first_limit = next((k for k, c in enumerate(ctx) if c >= trigger or (k and c < ctx[k - 1])), n)
+    return {"frames": n, "window_frames": window, "limit": context_limit, "context_events": events,
+            "summaries": s.summaries_triggered,
+            "p95_first_s": float(np.percentile(first, 95)), "p95_last_s": float(np.percentile(last, 95)),
+            "p95_ratio_last_first": float(np.percentile(last, 95) / np.percentile(first, 95)),
+            "rss_first_mb": max(rss_first), "rss_last_mb": max(rss_last),
+            "rss_ratio_last_first": max(rss_last) / max(rss_first),
+            "rss": rss, "context": ctx, "first_limit_frame": first_limit,
+            "rss_growth_second_half_mb": float(max(half) - min(half)) if half else 0.0}
+
+
+def ips_stall(model, defaults: Mapping[str, Any], frames: list[np.ndarray], context_limit: int,
+              reply_max_tokens: int, depth: int = 8, max_frames: int = 2000, after: int = 8) -> dict:
+    """Frames arrive at their stamps on a virtual clock driven by the real compute times (as
+    ``bench.simulate``); backlogs of up to ``depth`` frames go through ``push_frames`` (catch-up).
+    A decision happens when a backlog's newest frame has been decided (its reply and the context
+    management come after it). Returns the longest gap from one decision's end (its reply
+    included) to the next decision when a summary ran in between; runs until ``after`` backlogs
+    past the first summary."""
+    s = session(model, defaults, context_limit, reply_max_tokens=reply_max_tokens)
+    s.set_task(GOAL, RECIPE)
+    now, i, last_decision, stall, summary_s = 0.0, 0, None, None, []
+    remaining, pending, lost = None, False, 0
+    while i < max_frames and (remaining is None or remaining > 0):
+        now = max(now, (i + 1) / FPS)  # frame k arrives at (k + 1) / FPS
+        j = min(int(now * FPS + 1e-9), max_frames)  # frames 0..j-1 have arrived
+        take = list(range(max(i, j - depth), j))
+        lost += j - i - len(take)
+        t0 = time.perf_counter()
+        results = s.push_frames([(frames[k % len(frames)], (k + 1) / FPS) for k in take])
+        dt = time.perf_counter() - t0
+        newest = results[-1]
+        reply_s = newest.timings.get("reply_s", 0.0)
+        decision = now + dt - reply_s - newest.timings.get("context_s", 0.0)
+        # a summary after the previous decision's reply, or within this backlog's older frames;
+        # the gap counts from the end of that reply (the reply is not the summary's doing)
+        if last_decision is not None and (pending or any(r.context_event for r in results[:-1])):
+            stall = max(stall or 0.0, decision - last_decision)
+        pending = bool(newest.context_event)
+        decision += reply_s
+        summary_s += [r.timings.get("context_s", 0.0) for r in results if r.context_event]
+        if summary_s:
+            remaining = after if remaining is None else remaining - 1
+        last_decision, now, i = decision, now + dt, j
+    return {"ips_stall_s": stall, "summaries": len(summary_s), "summary_s_max": max(summary_s, default=None),
+            "frames": i, "frames_lost": lost, "depth": depth, "limit": context_limit}
