@@ -15,8 +15,9 @@ Three measurements on one model (default: the embedded SmolLM2 model, CPU):
 Then every key of ``bench/results/summary.json`` (bench_summary.py: realtime factors, reply
 speed fp32 / int8, int8 agreement and F1, KV-cache speed-up, IPS stall, ROS end-to-end latency)
 and the table of docs/performance.md's "Benchmark summary". ``--quick`` (``make bench QUICK=1``):
-the same keys from reduced runs (one sample bag, 240 frames for the long stream, ...), a few
-minutes; it writes no docs table unless ``--docs`` is given.
+the same keys from reduced runs (the first 30 s of one sample bag for int8, the shortest sample
+bag for ROS, 240 frames for the long stream, ...); it writes no docs table unless ``--docs`` is
+given.
 """
 
 from __future__ import annotations
@@ -149,7 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     sz = bs.sizes(args.quick, args.hour_frames)
     args.frames = args.frames or (12 if args.quick else 60)
-    args.ros_bag = args.ros_bag or bs.ROS_BAG
+    args.ros_bag = args.ros_bag or (bs.QUICK_BAG if args.quick else bs.ROS_BAG)
+    if args.quick and args.quality_max_s is None:
+        args.quality_max_s = bs.QUICK_QUALITY_S
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[bench] loading model {args.model!r} (fp32 and int8)", flush=True)

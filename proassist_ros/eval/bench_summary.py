@@ -20,6 +20,7 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 QUICK_BAG = "test_0005_assemble_lamp"  # the shortest sample bag (65.5 s)
 ROS_BAG = "test_0004_take_medicine"    # the demo's bag (74 s)
+QUICK_QUALITY_S = 30.0                  # QUICK: the int8 runs use the bag's first 30 s
 
 # key → (target, how it is read) for the docs table; the order of summary.json's keys
 KEYS: dict[str, tuple[str, str]] = {
