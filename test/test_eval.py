@@ -177,3 +177,16 @@ def _same(x, y, path="metrics"):
         assert y == pytest.approx(x, rel=1e-5, abs=1e-6), path  # fp32 embeddings
     else:
         assert x == y, path
+
+
+def test_ips_summaries_are_reported_against_the_nearest_progress_summary(tmp_path):
+    ep = episode("tea_ips", seconds=12.0, seed=3)
+    ep.references.append(Turn(6.0, "So far they boiled the water. They are now adding the bag.", "progress_summary"))
+    write_episode(ep, tmp_path / "bag")
+    out = tmp_path / "out"
+    assert main([str(tmp_path / "bag"), *ARGS, "--theta", "0.5", "--context-limit", "96", "--out", str(out)]) == 0
+    s = json.loads((out / "metrics.json").read_text())["summaries"]
+    assert s["events"] >= 1, s
+    assert 0.0 <= s["nonempty_share"] <= 1.0
+    if s["nonempty_share"]:  # a random tiny LLM may say nothing at the summary request
+        assert s["scored"] >= 1 and s["examples"][0]["reference_t"] == 6.0

@@ -131,6 +131,11 @@ def _print_summary(m: dict, out: Path) -> None:
               f"{num(r.get('f1_content')):>17s} {num(r.get('content_right_share')):>17s}")
     if m["best"].get("content_note"):
         print(m["best"]["content_note"])
+    ips = m.get("summaries") or {}
+    if ips.get("events"):
+        score = ips.get("score_nonempty")
+        print(f"IPS: {ips['events']} summaries, {ips['nonempty_share']:.0%} non-empty"
+              + (f", score vs the nearest progress_summary {score:.3f}" if score is not None else ""))
     print(json.dumps({"f1": m["best"]["f1"], "f1_content": m["best"].get("f1_content"),
                       "content_right_share": m["best"].get("content_right_share"), "theta": m["theta_selected"]}))
 

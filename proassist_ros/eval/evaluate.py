@@ -280,6 +280,7 @@ def _runs_by_theta(rows: list[dict]) -> dict[float, list[VideoRun]]:
 def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], settings: EvalSettings,
                out: Path) -> dict:
     from proassist_ros.eval.outputs import write_run_bag
+    from proassist_ros.eval.summaries import summary_stats
 
     by_theta = _runs_by_theta(rows)
     thetas = sorted(by_theta)
@@ -316,6 +317,8 @@ def _summarise(bags: list[Path], rows: list[dict], cmp_rows: list[dict], setting
         "theta_selected": best,
         "best": per_theta[f"{best:g}"]["overall"],
         "baselines": _baselines(episodes, settings),
+        # IPS events at the selected θ: non-empty share, score against the nearest progress_summary
+        "summaries": summary_stats(by_theta[best]),
     }
     if cmp_rows:
         cmp_by = _runs_by_theta(cmp_rows)
