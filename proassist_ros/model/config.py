@@ -15,6 +15,11 @@ from typing import Any
 
 CONFIG_NAME = "proassist_config.json"
 FORMAT_VERSION = 1
+# The run-time settings a model can carry (engine.config.EngineConfig field names).
+# ``append_eot_after_reply``: how it was trained to end a reply (train/layout.py TRAINED_LAYOUT:
+# models trained here, true); a model that does not say (released ProAssist checkpoints, tiny)
+# runs with the released inference's default, off (spec P1).
+SETTINGS_KEYS = ("context_limit", "reserve", "theta", "append_eot_after_reply")
 
 
 def patch_grid_for(tokens_per_frame: int) -> int:

@@ -118,8 +118,7 @@ def load_embedded(
 
     from proassist_ros.model.adapter import apply_adapter, read_adapter_config
     from proassist_ros.model.assemble import build_model
-    from proassist_ros.model.config import ProAssistConfig
-    from proassist_ros.model.loader import SETTINGS_KEYS
+    from proassist_ros.model.config import SETTINGS_KEYS, ProAssistConfig
     from proassist_ros.model.tokenizer import add_image_token
     from proassist_ros.model.tower import load_tower_into
 

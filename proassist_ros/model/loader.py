@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from proassist_ros.model.config import CONFIG_NAME
+from proassist_ros.model.config import CONFIG_NAME, SETTINGS_KEYS
 from proassist_ros.model.modeling import ProAssistModel
 
 log = logging.getLogger(__name__)
@@ -82,11 +82,6 @@ def cast_parameters(model: torch.nn.Module, dtype: torch.dtype) -> None:
             param.data = param.data.to(dtype)
 
 
-# The run-time settings a model can carry (engine.config.EngineConfig field names).
-# ``append_eot_after_reply``: how it was trained to end a reply (train/layout.py TRAINED_LAYOUT:
-# models trained here, true); a model that does not say (released ProAssist checkpoints, tiny)
-# runs with the released inference's default, off (spec P1).
-SETTINGS_KEYS = ("context_limit", "reserve", "theta", "append_eot_after_reply")
 
 
 def default_settings(spec: str | Path) -> dict[str, Any]:
