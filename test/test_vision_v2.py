@@ -125,6 +125,7 @@ def test_fact_losses_are_masked_and_per_frame():
     assert got["hand"].item() == 0.0
     assert got["states"].item() == pytest.approx(2 * ln2 / 2)
     assert parse_weights("completed=7") == {**parse_weights(None), "completed": 7.0}
+    assert parse_weights("siglip=0")["siglip"] == 0.0 and "siglip" not in parse_weights(None)  # facts only
     with pytest.raises(ValueError, match="unknown fact target"):
         parse_weights("colour=1")
 

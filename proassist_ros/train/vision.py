@@ -141,13 +141,14 @@ def _train_step(pair: SiglipPair, opt: torch.optim.Optimizer, data: FrameSet, gr
     for g in opt.param_groups:
         g["lr"] = lr * g["lr_scale"]
     emb = pair.embed_images(pixels.to(device))
+    w_siglip = 1.0 if aux is None else aux["weights"].get("siglip", 1.0)
     siglip = sigmoid_loss(emb, pair.embed_texts(texts), target_labels(targets, texts).to(device), pair.logit_scale,
-                          pair.logit_bias)
+                          pair.logit_bias) if w_siglip else emb.sum() * 0.0
     loss, parts = siglip, {}
     if aux is not None:
         tgt = {k: v.to(device) for k, v in aux["vocab"].targets(aux["facts"], idx).items()}
         parts = fact_losses(pair.aux(emb), tgt)
-        loss = siglip + sum(aux["weights"][k] * v for k, v in parts.items())
+        loss = w_siglip * siglip + sum(aux["weights"][k] * v for k, v in parts.items())
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(pair.parameters(), 1.0)

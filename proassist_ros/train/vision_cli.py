@@ -75,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
             cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, facts=args.facts,
             near_frac=args.near_frac, fact_weights=args.fact_weights, init_tower=args.init_tower)
         ev = out / "vision_eval.json"
-        print(ev.read_text() if ev.is_file() else f"stopped; resume with the same command ({out})")
+        done = (out / "tower.safetensors").is_file()
+        print(ev.read_text() if ev.is_file() else f"finished (no evaluation): {out}" if done else
+              f"stopped; resume with the same command ({out})")
         return 0
     from proassist_ros.model import load
     from proassist_ros.model.tower import load_tower_into, tower_overrides

@@ -47,6 +47,7 @@ from proassist_ros.train.vision_data import FrameSet, _bags_key
 FACTS_VERSION = 1
 TARGETS = ("completed", "step", "hand", "states")
 DEFAULT_WEIGHTS = {"completed": 10.0, "step": 1.0, "hand": 1.0, "states": 1.0}
+SIGLIP_WEIGHT = "siglip"  # fact_weights may also scale the caption loss (siglip=0: facts only)
 AWAY = "The camera is turned away"  # the caption during a look-away (world/captions.py)
 
 
@@ -259,7 +260,7 @@ def parse_weights(text: str | dict | None) -> dict[str, float]:
     out = dict(DEFAULT_WEIGHTS)
     for k, v in items:
         k = k.strip()
-        if k not in TARGETS:
+        if k not in (*TARGETS, SIGLIP_WEIGHT):
             raise ValueError(f"unknown fact target {k!r} (one of {', '.join(TARGETS)})")
         out[k] = float(v)
     return out
