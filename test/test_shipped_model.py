@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.engine import EngineConfig
+from proassist_ros.engine.config import model_settings
 from proassist_ros.eval.offline import run_episode
 from proassist_ros.model import load
 from proassist_ros.model.embedded import WEIGHTS_DIR
@@ -20,6 +21,11 @@ from proassist_ros.model.loader import default_settings
 
 BAG = Path(__file__).resolve().parents[1] / "samples" / "test_0004_take_medicine"
 WINDOW_S = 2.0
+
+
+def _own_config() -> EngineConfig:
+    """The shipped model's own settings, as the node and eval resolve them (reply ending included)."""
+    return EngineConfig(**model_settings(-1.0, 0, default_settings("embedded"), "ips"))
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +70,7 @@ def test_other_shapes_are_refused_with_the_way_out():
 
 def test_speaks_near_instructions_and_is_silent_on_most_frames(shipped):
     episode, t0_ns = read_episode_base(BAG)
-    d = shipped.config.defaults
-    cfg = EngineConfig(theta=d["theta"], context_limit=d["context_limit"], reserve=d["reserve"])
-    run = run_episode(shipped, episode, cfg, t0_ns=t0_ns)
+    run = run_episode(shipped, episode, _own_config(), t0_ns=t0_ns)
     instructions = [t for t, _, kind in run.references if kind == "instruction"]
     spoken = [t for t, _ in run.predictions]
     assert instructions and run.frames
