@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
 import threading
 import time
@@ -26,17 +23,12 @@ def _run(args: argparse.Namespace) -> dict:
     from rosgraph_msgs.msg import Clock
 
     from proassist_ros.constants import GUIDANCE, NS_PER_S, absolute
-    from proassist_ros.demo import _params, _wait_active
+    from proassist_ros.demo import _wait_active, bringup
     from proassist_ros.msg import Guidance
     from proassist_ros.ros.replay import ReplaySettings, replay
 
     out = Path(args.out).resolve()
     (out / "wav").mkdir(parents=True, exist_ok=True)
-    params = _params(out, args.model)
-    log = open(out / "bringup.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file", str(params),
-                             "--use-sim-time", "true"], stdout=log, stderr=subprocess.STDOUT,
-                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
     rclpy.init()
     node = rclpy.create_node("proassist_bench_e2e")
     ex = MultiThreadedExecutor()
@@ -59,20 +51,14 @@ def _run(args: argparse.Namespace) -> dict:
     node.create_subscription(Clock, "/clock", on_clock, QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
     node.create_subscription(Guidance, absolute(GUIDANCE), on_guidance, reliable)
     try:
-        if not _wait_active(node, proc, out):
-            return _null(f"bringup did not become active (see {out / 'bringup.log'})")
-        metrics = replay(Path(args.bag), ReplaySettings(rate=args.rate, out=out / "replay", timeout_s=120.0))
+        with bringup(out, args.model) as proc:
+            if not _wait_active(node, proc, out):
+                return _null(f"bringup did not become active (see {out / 'bringup.log'})")
+            metrics = replay(Path(args.bag), ReplaySettings(rate=args.rate, out=out / "replay", timeout_s=120.0))
     finally:
         ex.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
     session = metrics["live"]["session_id"]
     e2e = []
     for recv, stamp, sid in got:

@@ -17,6 +17,7 @@ machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from proassist_ros.constants import absolute
@@ -74,22 +76,29 @@ def run(args: argparse.Namespace) -> int:
     (out / "wav").mkdir(parents=True, exist_ok=True)
     for old in (out / "wav").glob("*.wav"):
         old.unlink()
-    params = _params(out, args.model, getattr(args, "quantize", "none"))
-    log = open(out / "bringup.log", "w")
     _say(f"starting `proassist bringup` (model={args.model}, sim time); log: {out / 'bringup.log'}")
-    proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file", str(params),
-                             "--use-sim-time", "true"],
-                            stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
+    with bringup(out, args.model, getattr(args, "quantize", "none")) as proc:
         return _drive(out, bag, proc, args.rate)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+
+
+@contextlib.contextmanager
+def bringup(out: Path, model: str, quantize: str = "none") -> Iterator[subprocess.Popen]:
+    """``proassist bringup`` with the demo's parameters (sim time), its output in OUT/bringup.log;
+    stopped with SIGINT (then killed) when the block ends. Also used by the bench's e2e child."""
+    params = _params(out, model, quantize)
+    with open(out / "bringup.log", "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "proassist_ros.cli", "bringup", "--params-file",
+                                 str(params), "--use-sim-time", "true"],
+                                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def _wait_active(node, proc: subprocess.Popen, out: Path) -> bool:
