@@ -19,20 +19,20 @@ import bisect
 import numpy as np
 import pytest
 import torch
+from helpers.teacher_forcing import record_fed
 
 from proassist_ros.data.dataset import write_episode
 from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.engine import AssistantSession, EngineConfig
-from proassist_ros.engine import session as session_module
 from proassist_ros.engine.config import SUMMARY_QUERY
 from proassist_ros.engine.context import system_content
 from proassist_ros.engine.knowledge import knowledge_message
-from proassist_ros.model import load, streaming
+from proassist_ros.model import load
 from proassist_ros.runtime.sampling import sampled_frames
 from proassist_ros.train.cli import config_from_args, parser
 from proassist_ros.train.config import TrainConfig
 from proassist_ros.train.data import make_samples, read_bags
-from proassist_ros.train.sequence import IGNORE, Sample, SequenceConfig, build_samples
+from proassist_ros.train.sequence import Sample, SequenceConfig, build_samples
 
 GOAL = "I want to make a cup of tea."
 RECIPE = "1. Fill the kettle\n2. Switch it on\n3. Put a tea bag in the cup\n4. Pour the water"
@@ -100,37 +100,12 @@ def ref_frame(times: list[float], t: float) -> int:
     return bisect.bisect_right(times, t) - 1
 
 
-def decision_script(samples: list[Sample], chat) -> list[int]:
-    """What a model that learned the samples perfectly outputs, in the order the engine asks."""
-    script = []
-    for s in samples:
-        img = [p for p, t in enumerate(s.input_ids) if t == chat.img_token_id]
-        decisions = set(img[chat.tokens_per_frame - 1::chat.tokens_per_frame])
-        for p, label in enumerate(s.labels):
-            if p in decisions:
-                script.append(chat.silence_id if label == IGNORE else label)
-            elif label != IGNORE and s.input_ids[p] != chat.img_token_id:
-                script.append(label)
-    return script
-
-
 def run_engine(model, episode: Episode, times: list[float], knowledge: bool, samples: list[Sample],
                monkeypatch) -> tuple[list[list[int]], list[list[int]], list]:
     """Teacher-forced engine over the stream, IPS forced right after the references' frames;
     returns the fed token streams (one per cache reset), their frame rows and the results."""
-    chat, per = model.chat, model.config.tokens_per_frame
-    script = iter(decision_script(samples, chat))
-    monkeypatch.setattr(streaming, "_argmax", lambda logits: next(script, chat.silence_id))
-    calls: list[tuple[bool, list[int], list[int]]] = []
-    real = streaming.forward_chunk
-
-    def recording(model_, state, input_ids, frame_feats=None):
-        rows = [] if frame_feats is None else [round(float(v) * 100) - 1 for v in frame_feats[:, 0]]
-        calls.append((state.cache is None, list(input_ids), rows))
-        return real(model_, state, input_ids, frame_feats)
-
-    monkeypatch.setattr(streaming, "forward_chunk", recording)
-    monkeypatch.setattr(session_module, "forward_chunk", recording)
+    per = model.config.tokens_per_frame
+    calls = record_fed(model, samples, monkeypatch)
     roomy = {"context_limit": 100_000, "reserve": 128}
     session = AssistantSession(model, EngineConfig(theta=0.0, summary_theta=0.0, step_matcher="none",
                                                    append_eot_after_reply=True, **roomy))

@@ -18,18 +18,18 @@ import shutil
 
 import pytest
 import torch
+from helpers.teacher_forcing import record_fed
 
 from proassist_ros.data.episode import Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.engine import AssistantSession, EngineConfig
-from proassist_ros.engine import session as session_module
 from proassist_ros.engine.config import DEFAULT_SYSTEM_PROMPT, SUMMARY_QUERY, model_settings
 from proassist_ros.engine.context import system_content
 from proassist_ros.engine.knowledge import knowledge_message
 from proassist_ros.eval.evaluate import EvalSettings
-from proassist_ros.model import load, streaming
+from proassist_ros.model import load
 from proassist_ros.model.loader import default_settings
 from proassist_ros.train.layout import TRAINED_LAYOUT
-from proassist_ros.train.sequence import IGNORE, Sample, SequenceConfig, build_samples
+from proassist_ros.train.sequence import Sample, SequenceConfig, build_samples
 
 GOAL = "I want to make a cup of tea."
 RECIPE = "1. Fill the kettle\n2. Switch it on\n3. Put a tea bag in the cup\n4. Pour the water"
@@ -74,22 +74,6 @@ def case(request):
     return model, knowledge, samples
 
 
-def decision_script(samples: list[Sample], chat) -> list[int]:
-    """What a model that has learned the samples perfectly outputs, in the order the engine asks:
-    the label at every frame's last visual token (no label → silence), and at every labelled
-    text position (the reply and summary tokens after the decision)."""
-    script = []
-    for s in samples:
-        img = [p for p, t in enumerate(s.input_ids) if t == chat.img_token_id]
-        decisions = set(img[chat.tokens_per_frame - 1::chat.tokens_per_frame])
-        for p, label in enumerate(s.labels):
-            if p in decisions:
-                script.append(chat.silence_id if label == IGNORE else label)
-            elif label != IGNORE and s.input_ids[p] != chat.img_token_id:
-                script.append(label)
-    return script
-
-
 def without_reply_eots(ids: list[int], labels: list[int], chat) -> list[int]:
     """A sample's tokens without the end-of-turn token that closes each reply and summary (the
     released inference's stream, spec P1): the token after a text position labelled eot."""
@@ -108,18 +92,7 @@ def run_engine(model, knowledge: bool, samples: list[Sample], expected: list[lis
     """Teacher-forced engine over the episode; returns the fed token streams (one per cache
     reset), the frame rows fed in each, and the FrameResults."""
     chat, per = model.chat, model.config.tokens_per_frame
-    script = iter(decision_script(samples, chat))
-    monkeypatch.setattr(streaming, "_argmax", lambda logits: next(script, chat.silence_id))
-    calls: list[tuple[bool, list[int], list[int]]] = []
-    real = streaming.forward_chunk
-
-    def recording(model_, state, input_ids, frame_feats=None):
-        rows = [] if frame_feats is None else [round(float(v) * 100) - 1 for v in frame_feats[:, 0]]
-        calls.append((state.cache is None, list(input_ids), rows))
-        return real(model_, state, input_ids, frame_feats)
-
-    monkeypatch.setattr(streaming, "forward_chunk", recording)
-    monkeypatch.setattr(session_module, "forward_chunk", recording)
+    calls = record_fed(model, samples, monkeypatch)
 
     # The engine summarises at L − reserve; training cuts a chunk at a reference summary or a
     # reply before that (docs/training.md, "Where a chunk ends"). The trigger is set per chunk to
