@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-from transformers import DynamicCache
+
+from proassist_ros.model.kv_cache import new_kv_cache
 
 
 @dataclass
@@ -46,7 +47,7 @@ def teacher_forced(model, quantized_llm, run, theta: float) -> Agreement:
     def hook(_module, args, kwargs, out):
         src = kwargs.get("cache", kwargs.get("past_key_values"))
         if src is not shadow["src"] or shadow["cache"] is None:  # the session started a new cache
-            shadow["src"], shadow["cache"] = src, DynamicCache(config=quantized_llm.config)
+            shadow["src"], shadow["cache"] = src, new_kv_cache(quantized_llm.config)
         kw = {k: v for k, v in kwargs.items() if k not in ("cache", "past_key_values")}
         with torch.no_grad():
             q = quantized_llm(*args, **kw, cache=shadow["cache"]).logits[0, -1].float()

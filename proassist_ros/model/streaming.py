@@ -1,9 +1,10 @@
 """Streaming inference on a KV cache: one forward per frame chunk, speak/silence, greedy replies.
 
 Re-implements ``fast_greedy_generate`` and the per-frame step of spec §2.2 with transformers 5's
-Cache API (``DynamicCache``, passed as ``cache=``). All mutable per-stream state lives in
-``StreamState`` (P18). Positions always continue from the current cache length, also after
-``drop_middle`` shortened it (P9: kept keys are not re-rotated, exactly like the original).
+Cache API (``DynamicCache`` with block-growing layers, model/kv_cache.py, passed as ``cache=``).
+All mutable per-stream state lives in ``StreamState`` (P18). Positions always continue from the
+current cache length, also after ``drop_middle`` shortened it (P9: kept keys are not re-rotated,
+exactly like the original).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from proassist_ros.model.kv_cache import new_kv_cache
 from proassist_ros.model.modeling import ProAssistModel
 
 FORCE_LOGIT = 1e4  # the original forces the eot logit to ±1e4 (spec §2.2 step 4c)
@@ -71,7 +73,7 @@ def forward_chunk(
         return torch.empty(0, model.vocab_size, dtype=torch.float32, device=model.device)
     embeds = model.embed_tokens(ids, frame_feats)[None]  # (1, T, D)
     if state.cache is None:
-        state.cache = DynamicCache(config=model.llm.config)
+        state.cache = new_kv_cache(model.llm.config)  # grows in blocks, no per-token copy
     # P9: positions continue from the cache length, which drop_middle may have shortened.
     positions = torch.arange(ids.numel(), device=model.device)[None] + state.num_tokens  # (1, T)
     out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True)
