@@ -207,7 +207,7 @@ def test_drop_middle_positions_continue_from_short_cache():
 
 # ---- quantize: int8 (model/quantize.py) ---------------------------------------------------------
 def test_int8_decides_like_fp32(calibrated):
-    """Dynamic int8 Linear layers move P(silence) by little, so every frame whose fp32 P(silence)
+    """Weight-only int8 Linear layers move P(silence) by little, so every frame whose fp32 P(silence)
     is not within that tolerance of θ decides alike. (A random tiny LLM's reply argmaxes are near
 ties, so its reply tokens are not compared; the shipped model's are, in docs/performance.md.)"""
     import copy
@@ -226,6 +226,26 @@ ties, so its reply tokens are not compared; the shipped model's are, in docs/per
         clear = [k for k, s in enumerate(ref) if abs(s.p_silence - theta) > tol]
         assert len(clear) >= 14
         assert [got[k].spoke for k in clear] == [ref[k].spoke for k in clear]
+
+
+def test_int8_linear_paths_match_the_dequantized_weight():
+    """Both kernels of Int8Linear (packed bf16 for a few rows, de-quantized fp32 GEMM for many) compute
+    x·Wqᵀ + b for the rounded weight Wq, which is within half a step of the original weight."""
+    from proassist_ros.model.quantize import PACKED_MAX_ROWS, Int8Linear
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(96, 40)
+    q = Int8Linear(lin)
+    wq = q.dequantized()
+    assert q.qweight.dtype == torch.int8
+    assert (wq - lin.weight).abs().max() <= q.scale.max() / 2 + 1e-7
+    for rows in (1, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1):
+        x = torch.randn(1, rows, 96)
+        ref = x @ wq.T + lin.bias
+        got = q(x)
+        assert got.shape == (1, rows, 40) and got.dtype == torch.float32
+        tol = 2e-2 if rows <= PACKED_MAX_ROWS else 1e-5  # bf16 activations on the packed path
+        assert torch.allclose(got, ref, atol=tol, rtol=tol), (rows, (got - ref).abs().max())
 
 
 def test_int8_load_and_errors():

@@ -1,40 +1,44 @@
-"""``quantize``: int8 Linear layers for the LLM on CPU (node parameter ``quantize``, ``--quantize``).
+"""``quantize``: weight-only int8 Linear layers for the LLM on CPU (node parameter ``quantize``).
 
-Why: a reply token on CPU reads the whole fp32 LLM once (batch-1 decoding is memory-bound:
-``aten::mm`` is ~80 % of a token, docs/performance.md), so the bytes per weight set the speed.
-Dynamic int8 quantization stores each ``nn.Linear`` weight as int8 with one scale per output
-channel and quantizes the activations per call; the matmul runs in FBGEMM's int8 kernels. On the
-2-core machine that roughly halves a reply token's time (docs/performance.md, "int8").
+Why: a reply token on CPU reads the whole fp32 LLM once (batch-1 decoding is memory-bound,
+docs/performance.md), so the bytes per weight set the speed. ``int8`` stores each decoder
+Linear weight as int8 with one fp32 scale per output row (symmetric, round-to-nearest): a
+quarter of the bytes. The activations are not quantized.
 
-Which implementation: ``torch.ao.quantization.quantize_dynamic`` (``qint8``, per-channel weight
-observers) — it ships with the pinned torch, needs no extra package and has x86 kernels.
-torchao is the maintained successor, but it is not installable offline here (no wheel in the
-pinned set) and its CPU int8 paths target ``torch.compile``; see docs/performance.md.
+Kernel: ``torch._weight_int8pack_mm`` (in torch since 2.3; the CPU kernel torchao's int8
+weight-only mode and gpt-fast call). It takes bf16 activations, so a decode step's inputs are
+rounded to bf16 for these products and the result is returned in the input's dtype. Chunks of
+more than ``PACKED_MAX_ROWS`` rows (prompts, long turns) instead multiply by the de-quantized
+weight in fp32, where MKL's blocked GEMM is faster than the packed kernel. Where the op is missing
+(an older torch), the de-quantized path serves every call: same weights, slower.
 
-What is quantized: the MLP's ``gate_proj`` and ``up_proj`` of every layer (INT8_LAYERS), 40 % of
-SmolLM2-135M's weights. Everything else stays fp32, because dynamic quantization rounds each
-layer's input activations to int8 with one scale per token, and SmolLM2's ``down_proj`` inputs,
-attention outputs and final hidden states carry outlier channels that such a scale flattens.
-Measured teacher-forced against fp32 on a sample bag (eval/agreement.py, docs/performance.md
-"int8"): every Linear in int8 moved P(silence) by up to 0.63 and 2.8 % of the LLM calls fell on
-the other side of θ (2.7× faster); gate/up only: 0.13 and 0.4 % (1.3× faster). The embedding
-table, the norms, the vision tower and the projector stay in float. CPU only: CUDA runs in half
-precision instead (``dtype: auto``).
+What is quantized: every Linear of the decoder layers (INT8_LAYERS: attention q/k/v/o and the
+MLP), 80 % of SmolLM2-135M's weights. The output head stays fp32: P(silence) and the reply's
+argmax are read from its logits, and an int8 or bf16 head moved them most (teacher-forced against
+fp32 on a sample bag, eval/agreement.py, docs/performance.md "int8"). The embedding table, the
+norms, the vision tower and the projector stay fp32 too.
+
+History: the first ``int8`` was dynamic quantization (``torch.ao.quantize_dynamic``) of
+gate/up only: activations rounded to int8 per token lose SmolLM2's outlier channels elsewhere.
+Weight-only keeps the activations and covers all decoder layers: faster and closer to fp32. CPU
+only: CUDA runs in half precision instead (``dtype: auto``).
 """
 
 from __future__ import annotations
 
 import logging
-import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 log = logging.getLogger(__name__)
 
 QUANTIZE_CHOICES = ("none", "int8")
 # The Linear layers ``int8`` quantizes (name suffixes in a LlamaForCausalLM); see the module doc.
-INT8_LAYERS = ("gate_proj", "up_proj")
+INT8_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PACKED_MAX_ROWS = 32  # above: de-quantize and use fp32 GEMM (faster for prompts on MKL)
+_PACKED_MM = getattr(torch, "_weight_int8pack_mm", None)
 
 
 def check_quantize(mode: str, device: str | torch.device) -> str:
@@ -47,33 +51,55 @@ def check_quantize(mode: str, device: str | torch.device) -> str:
     return m
 
 
+class Int8Linear(nn.Module):
+    """``y = x Wᵀ + b`` with ``W`` (out, in) stored as int8 rows times one fp32 scale per row."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        w = linear.weight.detach().float()  # (out, in)
+        scale = (w.abs().amax(dim=1) / 127.0).clamp(min=torch.finfo(torch.float32).tiny)  # (out,)
+        self.register_buffer("qweight", torch.round(w / scale[:, None]).clamp(-127, 127).to(torch.int8))
+        self.register_buffer("scale", scale)
+        self.register_buffer("scale_bf16", scale.to(torch.bfloat16))
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().float(), requires_grad=False)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def dequantized(self) -> torch.Tensor:
+        return self.qweight.float() * self.scale[:, None]  # (out, in)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)  # (rows, in)
+        if _PACKED_MM is not None and x2.shape[0] <= PACKED_MAX_ROWS:
+            y = _PACKED_MM(x2.to(torch.bfloat16), self.qweight, self.scale_bf16).to(x.dtype)
+        else:
+            y = F.linear(x2, self.dequantized().to(x.dtype))
+        if self.bias is not None:
+            y = y + self.bias.to(y.dtype)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
+
+
 @torch.no_grad()
 def quantize_llm(llm: nn.Module, mode: str = "int8") -> nn.Module:
-    """Replace the ``INT8_LAYERS`` of ``llm`` in place by dynamic int8 Linear layers.
-
-    The LLM must be in fp32 (the quantized kernels take fp32 activations) and on CPU.
-    """
+    """Replace the ``INT8_LAYERS`` of ``llm`` in place by weight-only int8 layers (CPU, fp32 LLM)."""
     if check_quantize(mode, "cpu") == "none":
         return llm
-    with warnings.catch_warnings():
-        # torch marks torch.ao.quantization as deprecated in favour of torchao (module doc).
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
-        from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
-
-        if llm.get_input_embeddings().weight.dtype != torch.float32:
-            llm.float()
-        spec = {name: per_channel_dynamic_qconfig for name, m in llm.named_modules()
-                if isinstance(m, nn.Linear) and name.endswith(INT8_LAYERS)}
-        if not spec:
-            raise ValueError(f"quantize int8: the LLM has no {'/'.join(INT8_LAYERS)} Linear layers")
-        quantize_dynamic(llm, spec, dtype=torch.qint8, inplace=True)
-    log.info("quantize int8: %d Linear layers of the LLM (%s) are dynamic int8", len(spec),
-             "/".join(INT8_LAYERS))
+    if llm.get_input_embeddings().weight.dtype != torch.float32:
+        llm.float()
+    targets = [(name, m) for name, m in llm.named_modules()
+               if isinstance(m, nn.Linear) and name.endswith(INT8_LAYERS)]
+    if not targets:
+        raise ValueError(f"quantize int8: the LLM has no {'/'.join(INT8_LAYERS)} Linear layers")
+    for name, linear in targets:
+        parent, _, child = name.rpartition(".")
+        setattr(llm.get_submodule(parent) if parent else llm, child, Int8Linear(linear))
+    log.info("quantize int8: %d Linear layers of the LLM are weight-only int8 (%s kernel)", len(targets),
+             "packed" if _PACKED_MM is not None else "de-quantized")
     return llm
 
 
 def is_quantized(llm: nn.Module) -> bool:
-    """Whether ``llm`` holds dynamic int8 Linear layers."""
-    return any("quantized" in type(m).__module__ for m in llm.modules())
+    """Whether ``llm`` holds int8 Linear layers."""
+    return any(isinstance(m, Int8Linear) for m in llm.modules())
