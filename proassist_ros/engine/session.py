@@ -202,12 +202,18 @@ class AssistantSession:
                 results += out
             t1 = time.perf_counter()
             newest = self._build(feats[last], stamps[last], last=True)
-            r = self._step(newest)
-            self._bookkeep(newest, self._state.num_tokens)
-            self._manage_context(newest, r)
+            r = self._decide(newest)
             r.timings.update(llm_s=time.perf_counter() - t1)
             results.append(r)
             return results
+
+    def _decide(self, f: _Frame, fed: torch.Tensor | None = None) -> FrameResult:
+        """The newest frame: its step (``fed``: its chunk is already in the cache, these are the
+        logits at its last token — engine/batch.py), then bookkeeping and context management."""
+        r = self._step(f, fed)
+        self._bookkeep(f, self._state.num_tokens)
+        self._manage_context(f, r)
+        return r
 
     def _build(self, feats: torch.Tensor, stamp: float, last: bool) -> _Frame:
         """The token ids of one frame: [BOS + system] + pending + queued turns + I × <image>."""
@@ -271,22 +277,22 @@ class AssistantSession:
             return p_silence <= self._cfg.theta
         return int(torch.argmax(logits)) != self.model.chat.silence_id
 
-    def _step(self, f: _Frame) -> FrameResult:
+    def _step(self, f: _Frame, fed: torch.Tensor | None = None) -> FrameResult:
         """One frame through the paper's per-frame step, with the talk policies around it."""
         cfg, chat = self._cfg, self.model.chat
         self.last_input_ids = list(f.ids)
         blocked = self._policy.may_speak(cfg, f.stamp)
         t0 = time.perf_counter()
         if blocked:  # feed the frame only: exactly a silent step
-            last = forward_chunk(self.model, self._state, f.ids, f.feats)[-1]
-            r = self._silent(f, float(torch.softmax(last, -1)[chat.silence_id]))
+            last = forward_chunk(self.model, self._state, f.ids, f.feats)[-1] if fed is None else fed
+            r = self._silent(f, float(torch.softmax(last.float(), -1)[chat.silence_id]))
             r.blocked_by = blocked if self._wants_to_speak(r.p_silence, last) else ""
             r.timings["decide_s"] = time.perf_counter() - t0
             return r
-        before_reply = self._state.num_tokens + len(f.ids)
+        before_reply = self._state.num_tokens + (len(f.ids) if fed is None else 0)
         step = step_frame(self.model, self._state, f.ids, f.feats, cfg.theta,
                           max_new_tokens=cfg.reply_max_tokens,
-                          append_eot_after_reply=cfg.append_eot_after_reply)
+                          append_eot_after_reply=cfg.append_eot_after_reply, fed_logits=fed)
         # Stage timings (runtime/stages.py): the decision, then the reply's tokens.
         timings = {"decide_s": step.decide_s, "reply_s": time.perf_counter() - t0 - step.decide_s}
         if not step.spoke:

@@ -95,6 +95,7 @@ def step_frame(
     theta: float,
     max_new_tokens: int = 100,
     append_eot_after_reply: bool = False,
+    fed_logits: torch.Tensor | None = None,
 ) -> FrameStep:
     """One frame decision: feed the chunk, decide, maybe reply (spec §2.2 step 4).
 
@@ -105,11 +106,17 @@ def step_frame(
     generated tokens (header included). As in the original the final token — the end-of-turn
     token or the one at the limit — is not fed back, unless ``append_eot_after_reply`` (P1), in
     which case the cache ends with ``reply<eot>`` as in training.
+
+    ``fed_logits``: the chunk was already fed (a batched forward over several streams,
+    engine/batch.py); these are its last position's logits, and the step goes on from them.
     """
     chat = model.chat
     silence = chat.silence_id
     t0 = time.perf_counter()
-    last = forward_chunk(model, state, input_ids, frame_feats)[-1]  # (V,) fp32
+    if fed_logits is None:
+        last = forward_chunk(model, state, input_ids, frame_feats)[-1]  # (V,) fp32
+    else:
+        last = fed_logits.float()
     p_silence = float(torch.softmax(last, dim=-1)[silence].item())
     decide_s = time.perf_counter() - t0
     if theta > 0:

@@ -1,0 +1,92 @@
+"""Many wearers, one model (engine/batch.py): batched sessions decide like separate sessions.
+
+Three sessions with different tasks, user turns and stream lengths (so the batch shrinks as
+streams end and the caches differ in length), on a tiny real model whose P(silence) varies by
+frame, with θ set so that some frames speak and the context limit is reached (IPS) in each."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from proassist_ros.engine import AssistantSession, EngineConfig
+from proassist_ros.engine.batch import push_frames_together
+from proassist_ros.model import load
+
+TASKS = [("I want to make a cup of tea", "1. Boil the water\n2. Put a tea bag in the cup\n3. Pour the water"),
+         ("Help me fix the bike", "1. Remove the wheel\n2. Patch the tube\n3. Refit the wheel"),
+         ("", "")]  # the third stream runs without a task
+LENGTHS = [40, 27, 33]
+TURNS = {0: {9: "What should I do next?"}, 1: {3: "Is the wheel off?", 20: "Now what?"}, 2: {15: "Hello?"}}
+
+
+@pytest.fixture(scope="module")
+def model():
+    m = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=0)
+    with torch.no_grad():  # a scaled random silence row: P(silence) depends on the input
+        row = m.llm.lm_head.weight[m.chat.silence_id]
+        row.copy_(torch.randn(row.shape, generator=torch.Generator().manual_seed(1)) * 3.0)
+    return m
+
+
+def _session(model, k: int) -> AssistantSession:
+    s = AssistantSession(model, EngineConfig(theta=0.5, step_matcher="none", reply_max_tokens=6,
+                                             summary_max_tokens=12, context_limit=128, reserve=16,
+                                             drop_middle_keep_last=24, min_gap_s=0.0))
+    goal, recipe = TASKS[k]
+    if goal:
+        s.set_task(goal, recipe)
+    return s
+
+
+def _frames(k: int) -> list[tuple[np.ndarray, float]]:
+    rng = np.random.default_rng(10 + k)
+    return [(rng.integers(0, 256, (24, 32, 3), dtype=np.uint8), 0.5 * i) for i in range(LENGTHS[k])]
+
+
+def _turns(s: AssistantSession, k: int, i: int) -> None:
+    if i in TURNS[k]:
+        s.push_user_utterance(TURNS[k][i], 0.5 * i - 0.1)
+
+
+def test_batched_sessions_equal_separate_sessions(model):
+    alone, solo = [], []
+    for k in range(3):
+        s, out = _session(model, k), []
+        solo.append(s)
+        for i, frame in enumerate(_frames(k)):
+            _turns(s, k, i)
+            out.append(s.push_frame(*frame))
+        alone.append(out)
+
+    sessions, streams = [_session(model, k) for k in range(3)], [_frames(k) for k in range(3)]
+    together: list[list] = [[], [], []]
+    for i in range(max(LENGTHS)):
+        live = [k for k in range(3) if i < LENGTHS[k]]
+        for k in live:
+            _turns(sessions[k], k, i)
+        results = push_frames_together([sessions[k] for k in live], [streams[k][i] for k in live])
+        for k, r in zip(live, results):
+            together[k].append(r)
+
+    spoke = sum(r.spoke for out in alone for r in out)
+    events = sum(bool(r.context_event) for out in alone for r in out)
+    assert spoke >= 5 and events >= 3, (spoke, events)  # the test exercises replies and IPS
+    for a, b in zip(alone, together):
+        assert [r.spoke for r in b] == [r.spoke for r in a]
+        assert [r.text for r in b] == [r.text for r in a]
+        assert [r.context_event for r in b] == [r.context_event for r in a]
+        assert np.allclose([r.p_silence for r in b], [r.p_silence for r in a], atol=1e-4)
+    assert [s.context_tokens for s in sessions] == [s.context_tokens for s in solo]
+
+
+def test_batch_errors(model):
+    s = _session(model, 0)
+    with pytest.raises(ValueError, match="2 frames for 1 sessions"):
+        push_frames_together([s], _frames(0)[:2])
+    with pytest.raises(ValueError, match="twice"):
+        push_frames_together([s, s], _frames(0)[:2])
+    other = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=0)
+    with pytest.raises(ValueError, match="share one model"):
+        push_frames_together([s, AssistantSession(other)], _frames(0)[:2])
