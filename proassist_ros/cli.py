@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from proassist_ros.constants import DEFAULT_QUANTIZE, QUANTIZE_CHOICES
+
 # Errors a user can fix (a bad path, a bad file, an existing output): one line, exit status 2.
 _USER_ERRORS = (FileNotFoundError, FileExistsError, NotADirectoryError, ValueError, RuntimeError)
 
@@ -173,8 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--bag", default="test_0004_take_medicine",
                       help="a dataset bag, or the name of a shipped sample in samples/")
     demo.add_argument("--rate", type=float, default=1.0, help="replay speed")
-    demo.add_argument("--quantize", choices=("none", "int8"), default="none",
-                      help="the node's quantize parameter (int8: faster replies on CPU; docs/performance.md)")
+    demo.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=DEFAULT_QUANTIZE,
+                      help="the node's quantize parameter (auto: int8 on CPU; none: fp32; docs/performance.md)")
     demo.set_defaults(func=_demo)
     sub.add_parser("bench", help="speed, catch-up and memory benchmarks (plots in bench_output/)")
     sub.add_parser("eval", help="score dataset bags offline with the paper's metric (eval --help)")

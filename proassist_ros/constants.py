@@ -18,6 +18,12 @@ from __future__ import annotations
 NS_PER_S = 1_000_000_000
 """Nanoseconds per second: builtin_interfaces/Time is (sec, nanosec); stamps are integer ns."""
 
+# ---- model quantization (model/quantize.py) --------------------------------------------------
+QUANTIZE_CHOICES = ("auto", "none", "int8")
+# The default of every user-facing entry (node parameter, ``proassist eval``, ``proassist demo``):
+# int8 where it runs (CPU, fp32), none elsewhere. ``model.load()`` itself defaults to "none".
+DEFAULT_QUANTIZE = "auto"
+
 # ---- Guidance kinds and priorities (msg/Guidance.msg) ----------------------------------------
 KIND_INSTRUCTION, KIND_CORRECTION, KIND_CONFIRMATION, KIND_ANSWER, KIND_PROGRESS_SUMMARY, KIND_OTHER = range(6)
 PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_URGENT = range(4)

@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from proassist_ros.constants import absolute
+from proassist_ros.constants import DEFAULT_QUANTIZE, absolute
 from proassist_ros.utils import netns
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -47,7 +47,7 @@ def sample_bag(name: str) -> Path:
     raise FileNotFoundError(f"no bag {name!r} (a path, or one of {sorted(p.name for p in SAMPLES.glob('test_*'))})")
 
 
-def _params(out: Path, model: str, quantize: str = "none") -> Path:
+def _params(out: Path, model: str, quantize: str = DEFAULT_QUANTIZE) -> Path:
     path = out / "demo_params.yaml"
     path.write_text(
         "/**:\n  ros__parameters:\n"
@@ -77,12 +77,12 @@ def run(args: argparse.Namespace) -> int:
     for old in (out / "wav").glob("*.wav"):
         old.unlink()
     _say(f"starting `proassist bringup` (model={args.model}, sim time); log: {out / 'bringup.log'}")
-    with bringup(out, args.model, getattr(args, "quantize", "none")) as proc:
+    with bringup(out, args.model, getattr(args, "quantize", DEFAULT_QUANTIZE)) as proc:
         return _drive(out, bag, proc, args.rate)
 
 
 @contextlib.contextmanager
-def bringup(out: Path, model: str, quantize: str = "none") -> Iterator[subprocess.Popen]:
+def bringup(out: Path, model: str, quantize: str = DEFAULT_QUANTIZE) -> Iterator[subprocess.Popen]:
     """``proassist bringup`` with the demo's parameters (sim time), its output in OUT/bringup.log;
     stopped with SIGINT (then killed) when the block ends. Also used by the bench's e2e child."""
     params = _params(out, model, quantize)

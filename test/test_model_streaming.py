@@ -248,6 +248,16 @@ def test_int8_linear_paths_match_the_dequantized_weight():
         assert torch.allclose(got, ref, atol=tol, rtol=tol), (rows, (got - ref).abs().max())
 
 
+def test_quantize_auto_is_int8_on_cpu_for_fp32_only():
+    from proassist_ros.model.quantize import check_quantize, is_quantized
+
+    assert check_quantize("auto", "cpu") == check_quantize("auto", "cpu", torch.float32) == "int8"
+    assert check_quantize("auto", "cpu", torch.float16) == "none"
+    assert check_quantize("auto", "cuda:0", torch.float32) == "none"
+    assert is_quantized(load("tiny", seed=2, quantize="auto").llm)
+    assert not is_quantized(load("tiny", seed=2, dtype="bfloat16", quantize="auto").llm)
+
+
 def test_int8_load_and_errors():
     model = load("tiny", seed=2, quantize="int8")
     from proassist_ros.model.quantize import is_quantized
@@ -257,7 +267,7 @@ def test_int8_load_and_errors():
     chunks = build_stream(model, n_frames=4)
     logits = torch.cat([forward_chunk(model, state, ids, f) for ids, f in chunks])
     assert torch.isfinite(logits).all()
-    with pytest.raises(ValueError, match="one of none, int8"):
+    with pytest.raises(ValueError, match="one of auto, none, int8"):
         load("tiny", quantize="int4")
     with pytest.raises(ValueError, match="CPU only"):
         load("tiny", device="cuda:0", quantize="int8")

@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     from proassist_ros.eval.offline import run_episode
     from proassist_ros.model import load
     from proassist_ros.model.loader import default_settings
-    from proassist_ros.model.quantize import QUANTIZE_CHOICES, quantize_llm
+    from proassist_ros.model.quantize import quantize_llm
 
     p = argparse.ArgumentParser(prog="python -m proassist_ros.eval.agreement", description=__doc__.split("\n")[0])
     p.add_argument("bags", nargs="+", type=Path)
     p.add_argument("--model", default="embedded")
-    p.add_argument("--quantize", default="int8", choices=[c for c in QUANTIZE_CHOICES if c != "none"])
+    p.add_argument("--quantize", default="int8", choices=("int8",))
     p.add_argument("--theta", type=float, default=-1.0, help="θ (< 0: the model's own)")
     p.add_argument("--out", type=Path, help="write the result as JSON here")
     args = p.parse_args(argv)

@@ -108,6 +108,35 @@ def realtime_factors(model, defaults: Mapping[str, Any], frames: list[np.ndarray
     return out
 
 
+def batched_throughput(model, defaults: Mapping[str, Any], frames: list[np.ndarray], ns: tuple[int, ...],
+                       rounds: int, context: int = 100) -> dict:
+    """Silent frames per second for N wearers: N sessions (each filled to ~``context`` tokens, at
+    different lengths) stepped one after another (``push_frame`` each), against the same N sessions
+    decided together in one batched forward per round (``engine.batch.push_frames_together``)."""
+    from proassist_ros.engine.batch import push_frames_together
+
+    out: dict[str, Any] = {}
+    for n in ns:
+        fps = {}
+        for mode in ("separate", "batched"):
+            sessions = [session(model, defaults, 2048, theta=ALWAYS_SILENT) for _ in range(n)]
+            t = [_fill(s, frames[k:] + frames[:k], context + 8 * k, 0.0) for k, s in enumerate(sessions)]
+            times = []
+            for r in range(rounds + 1):  # round 0: warm-up
+                batch = [(frames[(r + k) % len(frames)], t[k] + (r + 1) / FPS) for k in range(n)]
+                t0 = time.perf_counter()
+                if mode == "batched":
+                    push_frames_together(sessions, batch)
+                else:
+                    for s, b in zip(sessions, batch):
+                        s.push_frame(*b)
+                times.append(time.perf_counter() - t0)
+            fps[mode] = n / float(np.median(times[1:]))
+        out[n] = {"separate_fps": fps["separate"], "batched_fps": fps["batched"],
+                  "speedup": fps["batched"] / fps["separate"]}
+    return out
+
+
 @torch.no_grad()
 def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
     """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of

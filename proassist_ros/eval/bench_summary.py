@@ -38,10 +38,11 @@ KEYS: dict[str, tuple[str, str]] = {
     "ros_e2e_p50_s": ("≤ 0.25", "frame stamp → Guidance in another process (DDS), p50, s"),
     "ros_e2e_p95_s": ("–", "the same, p95"),
     "ips_stall_s": ("≤ 0.5", "longest gap between decisions caused by an IPS summary (catch-up on), s"),
+    "batched_speedup_4": ("≥ 2", "4 wearers: silent frames/s in one batched forward ÷ 4 separate sessions"),
 }
 SIZES = {  # full run, QUICK run
     "silent_frames": (30, 8), "speaking_frames": (10, 3), "reply_tokens": (64, 16), "kv_reps": (3, 1),
-    "hour_frames": (7200, 240), "hour_window": (1200, 40), "frame_cycle": (64, 16),
+    "hour_frames": (7200, 240), "hour_window": (1200, 40), "frame_cycle": (64, 16), "batch_rounds": (12, 3),
 }
 
 
@@ -86,6 +87,10 @@ def collect(model, int8_model, spec: str, defaults: Mapping[str, Any], args, hou
     for n in (1000, 3500):
         kv = bk.kv_speedup(model, n, chunk, sz["kv_reps"])
         res[f"kv_speedup_{n}"], res[f"kv_{n}"] = kv["speedup"], kv
+    stage("many wearers: batched sessions")
+    batched = bk.batched_throughput(model, defaults, frames, (1, 2, 4) if args.quick else (1, 2, 4, 8),
+                                    sz["batch_rounds"])
+    res.update(batched_speedup_4=batched[4]["speedup"], batched=batched)
     bags = agreement_bags(args.agreement_bags, args.quick)
     stage(f"int8 vs fp32 on {len(bags)} bag(s)")
     res.update(_quality(model, int8_model, defaults, bags, args.quality_max_s, notes))

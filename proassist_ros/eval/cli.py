@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from proassist_ros.constants import DEFAULT_QUANTIZE, QUANTIZE_CHOICES
 from proassist_ros.engine.config import CONTEXT_STRATEGIES
 from proassist_ros.utils.cliargs import deprecated_alias
 
@@ -48,8 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     deprecated_alias(p, "--select-threshold", select)
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto")
-    p.add_argument("--quantize", choices=("none", "int8"), default="none",
-                   help="int8: the LLM's Linear layers as dynamic int8 (CPU; docs/performance.md)")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=DEFAULT_QUANTIZE,
+                   help="auto (default): int8 on CPU, as the node; int8: the decoder's Linear layers as "
+                        "weight-only int8; none: fp32 (docs/performance.md)")
     p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
     p.add_argument("--camera-topic", help="the bags' camera topic, Image or CompressedImage (default: "
                                           "/camera/image_raw or its /compressed, else a bag's only image topic)")

@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from proassist_ros.constants import DEFAULT_QUANTIZE
 from proassist_ros.data.dataset import iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.episode import spoken_references
@@ -38,7 +39,7 @@ class EvalSettings:
     model: str = "embedded"
     device: str = "cpu"
     dtype: str = "auto"
-    quantize: str = "none"
+    quantize: str = DEFAULT_QUANTIZE  # as the node (model/quantize.py)
     thetas: list[float] = field(default_factory=lambda: [0.3])
     context_strategy: str = "ips"
     knowledge: bool = True

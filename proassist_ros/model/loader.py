@@ -115,19 +115,17 @@ def load(
     """Load a ProAssist model; ``overrides`` go to the spec's loader (see docs/model.md).
 
     ``dtype``: None (as loaded), "auto" (see ``auto_dtype``), a name or a torch.dtype.
-    ``quantize``: "none" or "int8" (the LLM's Linear layers as dynamic int8; CPU only,
-    model/quantize.py).
+    ``quantize``: "none", "int8" (the decoder's Linear layers as weight-only int8; CPU only,
+    model/quantize.py) or "auto" (int8 on CPU for an fp32 model, else none).
     """
     from proassist_ros.model.quantize import check_quantize, quantize_llm
 
-    quantize = check_quantize(quantize, device)
     spec_s = str(spec)
     if isinstance(dtype, str) and dtype.lower() == "auto":
         torch_dtype = auto_dtype(spec_kind(spec_s), device)
     else:
         torch_dtype = resolve_dtype(dtype)
-    if quantize != "none" and torch_dtype not in (None, torch.float32):
-        raise ValueError(f"quantize {quantize!r} takes a float32 model, not dtype {dtype!r}")
+    quantize = check_quantize(quantize, device, torch_dtype)
     if spec_s == "tiny":
         from proassist_ros.model.tiny import load_tiny
 

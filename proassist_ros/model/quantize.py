@@ -32,22 +32,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from proassist_ros.constants import DEFAULT_QUANTIZE, QUANTIZE_CHOICES  # noqa: F401 (re-exported)
+
 log = logging.getLogger(__name__)
 
-QUANTIZE_CHOICES = ("none", "int8")
 # The Linear layers ``int8`` quantizes (name suffixes in a LlamaForCausalLM); see the module doc.
 INT8_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKED_MAX_ROWS = 32  # above: de-quantize and use fp32 GEMM (faster for prompts on MKL)
 _PACKED_MM = getattr(torch, "_weight_int8pack_mm", None)
 
 
-def check_quantize(mode: str, device: str | torch.device) -> str:
-    """``mode`` normalised ("none" | "int8"); a clear error for an unknown mode or int8 off CPU."""
+def check_quantize(mode: str, device: str | torch.device, dtype: torch.dtype | None = None) -> str:
+    """``mode`` resolved to "none" | "int8"; a clear error for an unknown mode, or int8 off CPU or
+    on a model that is not fp32. "auto": int8 on CPU for an fp32 model (``dtype`` None: as
+    loaded, fp32 here), none elsewhere (a GPU runs in half precision instead)."""
     m = str(mode or "none").lower()
     if m not in QUANTIZE_CHOICES:
         raise ValueError(f"unknown quantize mode {mode!r} (one of {', '.join(QUANTIZE_CHOICES)})")
-    if m == "int8" and torch.device(device).type != "cpu":
+    on_cpu, fp32 = torch.device(device).type == "cpu", dtype in (None, torch.float32)
+    if m == "auto":
+        return "int8" if on_cpu and fp32 else "none"
+    if m == "int8" and not on_cpu:
         raise ValueError(f"quantize 'int8' runs on CPU only, not on {device} (use dtype instead)")
+    if m == "int8" and not fp32:
+        raise ValueError(f"quantize 'int8' takes a float32 model, not dtype {dtype}")
     return m
 
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from proassist_ros.constants import IMAGE_TOPIC
+from proassist_ros.constants import DEFAULT_QUANTIZE, IMAGE_TOPIC, QUANTIZE_CHOICES
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -52,9 +52,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "proassist_ros.model.load spec: 'embedded', 'tiny' (random, tests) or a checkpoint dir"),
     ParamSpec("device", "auto", "torch device: 'auto' (cuda if available, else cpu), 'cpu', 'cuda:0'"),
     ParamSpec("dtype", "auto", "model dtype", choices=("auto", "float32", "float16", "bfloat16")),
-    ParamSpec("quantize", "none", "int8: the LLM's Linear layers as dynamic int8 (CPU only; replies "
-              "about 2x faster, decisions checked against fp32 in docs/performance.md)",
-              choices=("none", "int8")),
+    ParamSpec("quantize", DEFAULT_QUANTIZE, "auto: int8 on CPU for an fp32 model, else none; int8: the "
+              "LLM's decoder Linear layers as weight-only int8 (CPU only; replies ~1.6x faster, decisions "
+              "checked against fp32 in docs/performance.md); none: fp32", choices=QUANTIZE_CHOICES),
     ParamSpec("model_process", True, "run the model in a process of its own, so ROS callbacks never "
               "hold its GIL (docs/performance.md); false: in the node's process"),
     ParamSpec("torch_threads", 0, "torch intra-op CPU threads; 0: auto = usable cores - 1 (>= 1), "
@@ -112,7 +112,7 @@ class AssistantConfig:
     model: str = "embedded"
     device: str = "auto"
     dtype: str = "auto"
-    quantize: str = "none"
+    quantize: str = DEFAULT_QUANTIZE
     model_process: bool = True
     torch_threads: int = 0
     fps: float = 2.0
