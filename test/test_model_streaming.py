@@ -273,3 +273,19 @@ def test_int8_load_and_errors():
         load("tiny", device="cuda:0", quantize="int8")
     with pytest.raises(ValueError, match="float32"):
         load("tiny", dtype="float16", quantize="int8")
+
+
+def test_keep_returns_the_chosen_rows_only():
+    """``keep`` gives exactly those rows of the full logits (the head runs on them only), and the
+    cache is the same either way."""
+    model = load("tiny", seed=1)
+    chunks = build_stream(model, n_frames=6)
+    full, part = StreamState.new(), StreamState.new()
+    for ids, f in chunks:
+        ref = forward_chunk(model, full, ids, f)
+        keep = [-1, 0, len(ids) // 2]
+        got = forward_chunk(model, part, ids, f, keep=keep)
+        assert got.shape == (3, model.vocab_size)
+        assert torch.allclose(got, ref[[len(ids) - 1, 0, len(ids) // 2]], atol=1e-5, rtol=0)
+    assert part.num_tokens == full.num_tokens
+    assert all(torch.equal(a.keys, b.keys) for a, b in zip(part.cache.layers, full.cache.layers))

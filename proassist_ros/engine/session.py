@@ -261,13 +261,14 @@ class AssistantSession:
         ids = [t for f in batch for t in f.ids]
         t0 = time.perf_counter()
         start = self._state.num_tokens
-        logits = forward_chunk(self.model, self._state, ids, torch.cat([f.feats for f in batch]))
-        results, offset = [], 0
-        for f in batch:
-            offset += len(f.ids)
-            self._bookkeep(f, start + offset)
-            r = self._silent(f, float(torch.softmax(logits[offset - 1], -1)[self.model.chat.silence_id]))
-            r.blocked_by = "catch_up" if self._wants_to_speak(r.p_silence, logits[offset - 1]) else ""
+        ends = np.cumsum([len(f.ids) for f in batch]).tolist()  # each frame's decision: its last token
+        logits = forward_chunk(self.model, self._state, ids, torch.cat([f.feats for f in batch]),
+                               keep=[e - 1 for e in ends])  # (len(batch), V)
+        results = []
+        for f, end, row in zip(batch, ends, logits):
+            self._bookkeep(f, start + end)
+            r = self._silent(f, float(torch.softmax(row, -1)[self.model.chat.silence_id]))
+            r.blocked_by = "catch_up" if self._wants_to_speak(r.p_silence, row) else ""
             r.timings["llm_s"] = (time.perf_counter() - t0) / len(batch)
             results.append(r)
         return results
@@ -284,7 +285,7 @@ class AssistantSession:
         blocked = self._policy.may_speak(cfg, f.stamp)
         t0 = time.perf_counter()
         if blocked:  # feed the frame only: exactly a silent step
-            last = forward_chunk(self.model, self._state, f.ids, f.feats)[-1] if fed is None else fed
+            last = forward_chunk(self.model, self._state, f.ids, f.feats, keep=[-1])[-1] if fed is None else fed
             r = self._silent(f, float(torch.softmax(last.float(), -1)[chat.silence_id]))
             r.blocked_by = blocked if self._wants_to_speak(r.p_silence, last) else ""
             r.timings["decide_s"] = time.perf_counter() - t0

@@ -146,11 +146,11 @@ def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(100, model.vocab_size - 1, (ctx,), generator=g).tolist()
     state = StreamState.new()
-    tok = int(forward_chunk(model, state, ids)[-1].argmax())
+    tok = int(forward_chunk(model, state, ids, keep=[-1])[-1].argmax())
     times = []
     for _ in range(n_tokens + 2):
         t0 = time.perf_counter()
-        tok = int(forward_chunk(model, state, [tok])[-1].argmax())
+        tok = int(forward_chunk(model, state, [tok], keep=[-1])[-1].argmax())
         times.append(time.perf_counter() - t0)
     times = times[2:]  # warm-up
     return {"ms_per_token": 1e3 * float(np.median(times)), "p95_ms": 1e3 * float(np.percentile(times, 95)),
@@ -180,15 +180,15 @@ def kv_speedup(model, ctx: int, chunk: int, reps: int, seed: int = 0) -> dict:
     for _ in range(reps):
         fresh = StreamState.new()
         t0 = time.perf_counter()
-        forward_chunk(model, fresh, ids)
+        forward_chunk(model, fresh, ids, keep=[-1])
         full.append(time.perf_counter() - t0)
         del fresh
         gc.collect()
-    forward_chunk(model, state, ids[:ctx])
+    forward_chunk(model, state, ids[:ctx], keep=[-1])
     for _ in range(max(3, reps) + 1):
         branch = state.clone()
         t0 = time.perf_counter()
-        forward_chunk(model, branch, ids[ctx:])
+        forward_chunk(model, branch, ids[ctx:], keep=[-1])
         cached.append(time.perf_counter() - t0)
         del branch
     cached = cached[1:]  # warm-up

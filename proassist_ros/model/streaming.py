@@ -63,10 +63,14 @@ def forward_chunk(
     state: StreamState,
     input_ids: Sequence[int],
     frame_feats: torch.Tensor | None = None,
+    keep: Sequence[int] | None = None,
 ) -> torch.Tensor:
     """Append one chunk to the stream's cache; return its fp32 logits (T, V).
 
     ``frame_feats`` (n_img_tokens, D_llm) fill the chunk's ``<image>`` slots in order.
+    ``keep``: only these positions of the chunk (negative: from its end) get logits, in that
+    order — (len(keep), V). The output head (49 152 × 576 for SmolLM2) is then applied to those
+    rows only; a decision reads one row, so a frame chunk need not pay the head for every token.
     """
     ids = torch.as_tensor(list(input_ids), dtype=torch.long, device=model.device)  # (T,)
     if ids.numel() == 0:
@@ -76,7 +80,11 @@ def forward_chunk(
         state.cache = new_kv_cache(model.llm.config)  # grows in blocks, no per-token copy
     # P9: positions continue from the cache length, which drop_middle may have shortened.
     positions = torch.arange(ids.numel(), device=model.device)[None] + state.num_tokens  # (1, T)
-    out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True)
+    extra = {}
+    if keep is not None:
+        t = ids.numel()
+        extra["logits_to_keep"] = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
+    out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True, **extra)
     state.cache = out.cache if out.cache is not None else state.cache
     state.num_tokens += int(ids.numel())
     return out.logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
@@ -114,7 +122,7 @@ def step_frame(
     silence = chat.silence_id
     t0 = time.perf_counter()
     if fed_logits is None:
-        last = forward_chunk(model, state, input_ids, frame_feats)[-1]  # (V,) fp32
+        last = forward_chunk(model, state, input_ids, frame_feats, keep=[-1])[-1]  # (V,) fp32
     else:
         last = fed_logits.float()
     p_silence = float(torch.softmax(last, dim=-1)[silence].item())
@@ -137,7 +145,7 @@ def step_frame(
             break
         tokens.append(nxt)
     if append_eot_after_reply:
-        forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence])
+        forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence], keep=[-1])
     text = chat.clean_reply(tokens)
     return FrameStep(p_silence, bool(text), tokens, text, finished, decide_s)
 

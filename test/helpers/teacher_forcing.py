@@ -33,10 +33,10 @@ def record_fed(model, samples: list[Sample], monkeypatch) -> list[tuple[bool, li
     calls: list[tuple[bool, list[int], list[int]]] = []
     real = streaming.forward_chunk
 
-    def recording(model_, state, input_ids, frame_feats=None):
+    def recording(model_, state, input_ids, frame_feats=None, **kw):
         rows = [] if frame_feats is None else [round(float(v) * 100) - 1 for v in frame_feats[:, 0]]
         calls.append((state.cache is None, list(input_ids), rows))
-        return real(model_, state, input_ids, frame_feats)
+        return real(model_, state, input_ids, frame_feats, **kw)
 
     monkeypatch.setattr(streaming, "forward_chunk", recording)
     monkeypatch.setattr(session_module, "forward_chunk", recording)
