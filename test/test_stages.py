@@ -29,9 +29,14 @@ def test_record_from_engine_timings_of_a_backlog():
     rec = from_session(12.5, queue_s=0.8, decode_s=0.02, results=results, publish_s=0.004,
                        latency_s=2.6)
     got = dict(zip(STAGES, rec.seconds, strict=True))
-    assert got == pytest.approx({"queue": 0.8, "decode": 0.02, "vision": 0.03, "catchup": 0.1,
-                                 "decision": 0.1, "reply": 1.2, "context": 0.3, "publish": 0.004})
+    assert got == pytest.approx({"queue": 0.8, "decode": 0.02, "session": 0.0, "vision": 0.03,
+                                 "catchup": 0.1, "decision": 0.1, "reply": 1.2, "context": 0.3,
+                                 "publish": 0.004})
     assert rec.frames == 3 and rec.slowest_stage() == "reply"
+    # the node waited 2.4 s for the session (a set_task holding it, the pipe to the model
+    # process) of which the engine timed 1.73 s: the rest is the "session" stage
+    rec = from_session(12.5, 0.8, 0.02, results, 0.004, 3.3, session_call_s=2.4)
+    assert rec.seconds[STAGES.index("session")] == pytest.approx(2.4 - 1.73)
 
 
 def test_window_summary_and_what_a_frame_waited_for():

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from proassist_ros.runtime.sampling import percentile
 
 # Order is the order the stages run in; AssistantStats.stage_names carries it.
-STAGES: tuple[str, ...] = ("queue", "decode", "vision", "catchup", "decision", "reply", "context",
-                           "publish")
+# "session": waiting for the session beyond the engine's own stages — a service call (set_task,
+# reset) holding it, or the round trip to the model process (model_process: true).
+STAGES: tuple[str, ...] = ("queue", "decode", "session", "vision", "catchup", "decision", "reply",
+                           "context", "publish")
 
 
 @dataclass(frozen=True)
@@ -55,12 +57,14 @@ class StageTimes:
 
 
 def from_session(stamp_s: float, queue_s: float, decode_s: float, results: list,
-                 publish_s: float, latency_s: float) -> StageTimes:
+                 publish_s: float, latency_s: float, session_call_s: float | None = None) -> StageTimes:
     """A record from the engine's per-frame ``FrameResult.timings`` (older frames first).
 
     The engine times vision per frame (``vision_s``), each silent catch-up frame (``llm_s``), the
     newest frame's decision (``decide_s``) and reply (``reply_s``), and context management
-    (``context_s``) wherever it ran.
+    (``context_s``) wherever it ran. ``session_call_s``: the node's wall time from asking for
+    the session (its lock) to having the results; what the engine did not time of it is the
+    "session" stage.
     """
     timings = [getattr(r, "timings", None) or {} for r in results]  # a session may time nothing
     newest = timings[-1]
@@ -69,7 +73,9 @@ def from_session(stamp_s: float, queue_s: float, decode_s: float, results: list,
     context = sum(t.get("context_s", 0.0) for t in timings)
     decision = newest.get("decide_s", newest.get("llm_s", 0.0) - newest.get("context_s", 0.0))
     reply = newest.get("reply_s", 0.0)
-    seconds = (queue_s, decode_s, vision, catchup, max(0.0, decision), reply, context, publish_s)
+    engine = vision + catchup + max(0.0, decision) + reply + context
+    session = max(0.0, session_call_s - engine) if session_call_s is not None else 0.0
+    seconds = (queue_s, decode_s, session, vision, catchup, max(0.0, decision), reply, context, publish_s)
     return StageTimes(stamp_s, tuple(float(s) for s in seconds), latency_s, len(results))
 
 

@@ -160,6 +160,7 @@ class FrameStream(Generic[P]):
             return
         decode_s = time.monotonic() - start
         newest_s = good[-1][0].stamp_ns / NS_PER_S
+        asked = time.monotonic()  # the "session" stage: waiting for it beyond the engine's stages
         with self._lock:
             session = self._session
             if session is None:
@@ -179,7 +180,7 @@ class FrameStream(Generic[P]):
                 self._on_output(Output(job, result, state, session_id))
             done = time.monotonic()
             self._stages.add(from_session(newest_s, queue_s, decode_s, results, done - published,
-                                          done - good[0][0].received))
+                                          done - good[0][0].received, session_call_s=published - asked))
 
     # -- stats --------------------------------------------------------------------------------
     def snapshot(self, active: bool, seconds_since_qos_event: float) -> StatsSnapshot:
