@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["bringup"]:  # ROS arguments pass through untouched
         return _bringup(argv[1:])
     if argv[:1] == ["bench"]:
+        from proassist_ros.runtime.threads import prepare_process
+
+        prepare_process()  # the node's OpenMP wait policy, before torch loads
         from proassist_ros.eval.bench import main as bench_main
 
         return bench_main(argv[1:])

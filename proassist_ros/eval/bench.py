@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     deprecated_alias(p, "--limit", limit)
     p.add_argument("--theta", type=float, default=0.3)
     p.add_argument("--reply-max-tokens", type=int, default=100)
+    p.add_argument("--torch-threads", type=int, default=0,
+                   help="torch intra-op threads, as the node's torch_threads (0: usable cores - 1, >= 1)")
     return p
 
 
@@ -146,7 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     from proassist_ros.eval import bench_keys as bk
     from proassist_ros.eval import bench_summary as bs
     from proassist_ros.model import load
+    from proassist_ros.runtime.threads import apply_torch_threads
 
+    apply_torch_threads(args.torch_threads)  # what the node's model process runs with
     started = time.perf_counter()
     sz = bs.sizes(args.quick, args.hour_frames)
     args.frames = args.frames or (12 if args.quick else 60)
