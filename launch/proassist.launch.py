@@ -4,7 +4,7 @@ Arguments, nodes, parameters and remaps come from ``proassist_ros.ros.nodeset``,
 ``proassist bringup`` uses (no wheel of ``launch`` exists, so that command is the way to start
 the system without a ROS install). Arguments (``ros2 launch ... --show-args``):
 params_file, namespace, use_sim_time, autostart, image_topic, guidance_topic,
-user_utterance_topic, task_state_topic.
+user_utterance_topic, task_state_topic, wearers.
 
 The assistant is a LifecycleNode that configures and activates itself (its ``autostart``
 parameter, default true), so no lifecycle manager is needed; with ``autostart:=false`` drive it
@@ -36,13 +36,15 @@ def _nodes(context, *args, **kwargs):
     share = get_package_share_directory(nodeset.PACKAGE)
     params_file = values["params_file"] or os.path.join(share, str(nodeset.PARAMS_FILE))
     actions = []
-    for spec in nodeset.NODES:
+    for spec in nodeset.nodes_for(values):
+        common = dict(package=nodeset.PACKAGE, executable=spec.executable, output="screen",
+                      emulate_tty=True, parameters=[params_file, nodeset.node_parameters(spec, values)],
+                      remappings=nodeset.node_remaps(spec, values))
+        if values["wearers"]:  # one process, one assistant per wearer, each in its own namespace
+            actions.append(Node(arguments=nodeset.wearer_arguments(values), **common))
+            continue
         kind = LifecycleNode if spec.lifecycle else Node
-        actions.append(kind(
-            package=nodeset.PACKAGE, executable=spec.executable, name=spec.name,
-            namespace=values["namespace"], output="screen", emulate_tty=True,
-            parameters=[params_file, nodeset.node_parameters(spec, values)],
-            remappings=nodeset.node_remaps(spec, values)))
+        actions.append(kind(name=spec.name, namespace=values["namespace"], **common))
     return actions
 
 

@@ -15,8 +15,10 @@ subscriptions.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -195,6 +197,23 @@ def check_value(name: str, value: Any) -> str | None:
     return None
 
 
+def parse_wearers(args: list[str]) -> list[str]:
+    """``--wearers a,b`` (or ``--wearers=a,b``) from the non-ROS arguments: valid, distinct names."""
+    p = argparse.ArgumentParser(prog="proassist_node", add_help=False)
+    p.add_argument("--wearers", default="")
+    known, rest = p.parse_known_args(args)
+    if rest:
+        raise ValueError(f"unknown arguments {rest} (only --wearers a,b,... and --ros-args ...)")
+    names = [w.strip() for w in known.wearers.split(",") if w.strip()]
+    bad = [w for w in names if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", w)]
+    if bad:
+        raise ValueError(f"--wearers: {bad} are not valid ROS namespace names (a letter, then letters, "
+                         "digits or _)")
+    if len(set(names)) != len(names):
+        raise ValueError(f"--wearers: a name appears twice in {names}")
+    return names
+
+
 def declare_parameters(node: Node) -> None:
     """Declare every parameter of :data:`PARAMS` on ``node``, with descriptors and ranges."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -245,8 +264,12 @@ def change_problem(name: str, value: Any, current: AssistantConfig | None) -> st
     return problem
 
 
-def start_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "") -> Any:
-    """:func:`open_session` in a process of its own (``model_process``), else in this one."""
+def start_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "",
+                  server: Any = None, key: str = "") -> Any:
+    """The node's session: on the shared model ``server`` (several wearers, one process) when
+    given, else :func:`open_session` in a process of its own (``model_process``) or in this one."""
+    if server is not None:
+        return server.open(key, (cfg,), (engine_cfg, knowledge), model_identity(cfg))
     if not cfg.model_process:
         return open_session(cfg, engine_cfg, knowledge)
     from proassist_ros.runtime.session_process import RemoteSession
@@ -254,25 +277,43 @@ def start_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str
     return RemoteSession(f"{__name__}:open_session", cfg, engine_cfg, knowledge)
 
 
+def model_identity(cfg: AssistantConfig) -> tuple:
+    """What wearers sharing one model server must agree on."""
+    return (cfg.model, cfg.device, cfg.dtype, cfg.quantize, cfg.torch_threads)
+
+
 def open_session(cfg: AssistantConfig, engine_cfg: EngineConfig, knowledge: str = "") -> Any:
-    """Load the model of ``cfg``, warm it up and return a fresh engine session.
+    """Load the model of ``cfg``, warm it up and return a fresh engine session."""
+    return new_session(load_model(cfg), engine_cfg, knowledge)
+
+
+def load_model(cfg: AssistantConfig) -> Any:
+    """Load the model of ``cfg`` and warm it up.
 
     The warm-up runs one spoken frame of a throwaway task, so the first camera frames do not pay
     one-time costs (lazy loads such as the step matcher, first kernels) and overrun the 1/fps
-    budget. ``knowledge`` (the knowledge_file text), when given, becomes the session's task.
+    budget.
     """
     import numpy as np
 
-    from proassist_ros.engine import AssistantSession
+    from proassist_ros.engine import AssistantSession, EngineConfig
     from proassist_ros.model import load
     from proassist_ros.runtime.threads import apply_torch_threads
 
     apply_torch_threads(cfg.torch_threads)
     model = load(cfg.model, device=resolve_device(cfg.device),
                  dtype=cfg.dtype, quantize=cfg.quantize)
-    warm = AssistantSession(model, engine_cfg.replace(theta=1.0, reply_max_tokens=4))
+    warm = AssistantSession(model, EngineConfig(theta=1.0, reply_max_tokens=4))
     warm.set_task("warm up", steps=("look", "act"))
     warm.push_frame(np.zeros((64, 64, 3), np.uint8), 0.0)
+    return model
+
+
+def new_session(model: Any, engine_cfg: EngineConfig, knowledge: str = "") -> Any:
+    """A fresh engine session on ``model``; ``knowledge`` (the knowledge_file text), when given,
+    becomes its task."""
+    from proassist_ros.engine import AssistantSession
+
     session = AssistantSession(model, engine_cfg)
     if knowledge:
         session.set_task("", knowledge=knowledge)

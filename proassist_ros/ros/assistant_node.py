@@ -46,6 +46,7 @@ from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, ReliabilityChoice
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
+from proassist_ros.runtime.model_server import ModelServer
 from proassist_ros.runtime.stream import FrameStream, Output
 from proassist_ros.runtime.threads import prepare_process
 from proassist_ros.srv import SetTask
@@ -61,10 +62,14 @@ TASK_QOS = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE,
 class AssistantNode(AssistantControl, LifecycleNode):
     """``/proassist/assistant``: camera frames in; Guidance, TaskState, stats, diagnostics out."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, model_server: ModelServer | None = None, camera_prefix: str = "",
+                 **kwargs: Any) -> None:
         kwargs.setdefault("namespace", NAMESPACE)
         super().__init__("assistant", **kwargs)
         params.declare_parameters(self)
+        # Several wearers in one process (main's --wearers): one shared model server, and an
+        # absolute camera topic taken under the wearer's prefix (/camera/x → /alice/camera/x).
+        self._server, self._camera_prefix = model_server, camera_prefix
         self.add_on_set_parameters_callback(self._validate_params)
         self.add_post_set_parameters_callback(self._apply_params)
         self.cfg: params.AssistantConfig | None = None
@@ -106,7 +111,8 @@ class AssistantNode(AssistantControl, LifecycleNode):
         except (ValueError, OSError) as exc:
             return self._fail(f"invalid configuration: {exc}")
         try:
-            session = params.start_session(cfg, engine_cfg, knowledge)
+            session = params.start_session(cfg, engine_cfg, knowledge, self._server,
+                                           self.get_fully_qualified_name())
         except Exception as exc:  # noqa: BLE001 - any loader error fails the transition, named
             return self._fail(f"cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}")
         self.cfg = cfg
@@ -139,15 +145,18 @@ class AssistantNode(AssistantControl, LifecycleNode):
         events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_qos,
                                             matched=self._on_camera_matched)
 
+        topic = cfg.subscribed_image_topic
+        topic = self._camera_prefix + topic if topic.startswith("/") else topic
+
         def subscribe(qos: QoSProfile) -> Any:
             # A group of its own per subscription: should rclpy fail to run an event of a
             # subscription destroyed by a re-subscription (spin.py), only that dead subscription's
             # group stays marked busy, never the camera callbacks of the new one.
-            return self.create_subscription(msg_type, cfg.subscribed_image_topic, self._on_image,
+            return self.create_subscription(msg_type, topic, self._on_image,
                                             qos, event_callbacks=events,
                                             callback_group=MutuallyExclusiveCallbackGroup())
 
-        self._camera = CameraSubscription(self, cfg.subscribed_image_topic, cfg.image_reliability,
+        self._camera = CameraSubscription(self, topic, cfg.image_reliability,
                                           cfg.image_depth, subscribe, self._on_camera_qos,
                                           self._ctl_group)
         self._camera_topic = self._camera.topic
@@ -312,18 +321,38 @@ class AssistantNode(AssistantControl, LifecycleNode):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``proassist_node [--ros-args ...]``: run the assistant until SIGINT/SIGTERM."""
+    """``proassist_node [--wearers a,b,...] [--ros-args ...]``: run until SIGINT/SIGTERM.
+
+    ``--wearers a,b``: one assistant per wearer, in namespace ``/<wearer>/proassist``, its
+    (absolute) ``image_topic`` under ``/<wearer>`` (``/alice/camera/image_raw``), all on one
+    shared model process that decides their frames together (runtime/model_server.py).
+    """
     profile = apply_default_profile()  # before the first participant; a user's own one wins
     threading_note = prepare_process()  # before torch loads (runtime/threads.py)
-    rclpy.init(args=argv if argv is not None else sys.argv)
+    argv = list(argv if argv is not None else sys.argv)
+    try:
+        wearers = params.parse_wearers(rclpy.utilities.remove_ros_args(argv)[1:])
+    except ValueError as exc:
+        print(f"proassist_node: {exc}", file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
+    server = ModelServer(f"{params.__name__}:load_model", f"{params.__name__}:new_session") if wearers else None
 
     def make() -> list[AssistantNode]:
-        node = AssistantNode()
-        node.get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}; "
-                               f"{threading_note}")
-        return [node]
+        if server is None:
+            nodes = [AssistantNode()]
+        else:
+            nodes = [AssistantNode(server, f"/{w}", namespace=f"/{w}/{NAMESPACE}") for w in wearers]
+        nodes[0].get_logger().info(f"Fast DDS profile: {profile or 'none (middleware defaults)'}; "
+                                   f"{threading_note}" + (f"; wearers: {', '.join(wearers)} on one "
+                                                          "model process" if wearers else ""))
+        return nodes
 
-    return run_nodes("proassist_node", make, MultiThreadedExecutor(num_threads=4))
+    try:
+        return run_nodes("proassist_node", make, MultiThreadedExecutor(num_threads=4 + 2 * len(wearers)))
+    finally:
+        if server is not None:
+            server.close()
 
 
 if __name__ == "__main__":

@@ -42,8 +42,10 @@ def node_command(spec: nodeset.NodeSpec, values: dict[str, str], ros_args: list[
     """The command line that runs ``spec``'s node in a process of its own, as the launch file does."""
     module = spec.factory.split(":")[0]
     args = nodeset.ros_arguments(spec, values)  # starts with --ros-args
-    args += ["-r", f"__ns:=/{values['namespace'].strip('/')}"]
-    return [sys.executable, "-m", module, *args, *[a for a in ros_args if a != "--ros-args"]]
+    if not values.get("wearers", ""):  # several wearers: each node has its own namespace
+        args += ["-r", f"__ns:=/{values['namespace'].strip('/')}"]
+    return [sys.executable, "-m", module, *nodeset.wearer_arguments(values), *args,
+            *[a for a in ros_args if a != "--ros-args"]]
 
 
 def bringup_main(argv: list[str]) -> int:
@@ -62,7 +64,7 @@ def bringup_main(argv: list[str]) -> int:
 
     apply_default_profile()  # inherited by the nodes' processes; a user's own one wins
     procs = [subprocess.Popen(node_command(spec, values, ros_args), preexec_fn=_die_with_parent)
-             for spec in nodeset.NODES]
+             for spec in nodeset.nodes_for(values)]
     stopping: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
@@ -105,7 +107,7 @@ def _die_with_parent() -> None:
 
 
 def _name(index: int) -> str:
-    return nodeset.NODES[index].name
+    return nodeset.NODES[index].name  # nodes_for keeps the order of NODES
 
 
 def main() -> int:

@@ -64,6 +64,9 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("guidance_topic", GUIDANCE, "Guidance topic (assistant → tts)"),
     Argument("user_utterance_topic", USER_UTTERANCE, "user utterances (std_msgs/String) in"),
     Argument("task_state_topic", TASK_STATE, "TaskState topic"),
+    Argument("wearers", "", "comma-separated wearer names: one assistant per wearer in namespace "
+             "/<wearer>/proassist, camera /<wearer><image_topic>, all on one shared model process "
+             "(replaces namespace; no TTS node: each wearer's rig runs its own); '': one wearer"),
 )
 ARGUMENT_DEFAULTS: dict[str, str] = {a.name: a.default for a in ARGUMENTS}
 
@@ -79,6 +82,16 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec("tts", "proassist_tts_node", "proassist_ros.ros.tts_node:TtsNode",
              lifecycle=False, arg_params=("use_sim_time",)),
 )
+
+
+def nodes_for(values: Mapping[str, str]) -> tuple[NodeSpec, ...]:
+    """The nodes to start: all of them, or with ``wearers`` only the (multi-wearer) assistant."""
+    return NODES[:1] if values.get("wearers", "") else NODES
+
+
+def wearer_arguments(values: Mapping[str, str]) -> list[str]:
+    """The assistant executable's own arguments (before ``--ros-args``)."""
+    return ["--wearers", values["wearers"]] if values.get("wearers", "") else []
 
 
 def remaps_for(node: str) -> tuple[Remap, ...]:

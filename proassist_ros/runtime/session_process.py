@@ -72,7 +72,48 @@ def _serve(conn: Any, factory: str, args: tuple, kwargs: dict) -> None:
             conn.send((ERROR, SessionProcessError(f"{name}: result not picklable: {exc}")))
 
 
-class RemoteSession:
+class SessionCalls:
+    """The session interface used by ``FrameStream`` and the node's services, forwarded by
+    ``call(name, ...)``: one home for :class:`RemoteSession` and the model server's sessions."""
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    def push_frames(self, frames: list) -> list:
+        return self.call("push_frames", frames)
+
+    def push_frame(self, rgb: Any, stamp_s: float) -> Any:
+        return self.call("push_frame", rgb, stamp_s)
+
+    def push_user_utterance(self, text: str, stamp_s: float) -> None:
+        self.call("push_user_utterance", text, stamp_s)
+
+    def set_task(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call("set_task", *args, **kwargs)
+
+    def reset(self, *args: Any, **kwargs: Any) -> Any:
+        return self.call("reset", *args, **kwargs)
+
+    def update_config(self, **changes: Any) -> Any:
+        return self.call("update_config", **changes)
+
+    def task_state(self) -> Any:
+        return self.call("task_state")
+
+    @property
+    def session_id(self) -> str:
+        return self.call("get:session_id")
+
+    @property
+    def context_tokens(self) -> int:
+        return self.call("get:context_tokens")
+
+    @property
+    def config(self) -> Any:
+        return self.call("get:config")
+
+
+class RemoteSession(SessionCalls):
     """An ``AssistantSession`` (or any object) built by ``factory`` in a child process."""
 
     def __init__(self, factory: str, *args: Any, **kwargs: Any) -> None:
@@ -114,40 +155,6 @@ class RemoteSession:
         if status == ERROR:
             raise value
         return value
-
-    # -- the session interface used by FrameStream and the node's services -----------------------
-    def push_frames(self, frames: list) -> list:
-        return self.call("push_frames", frames)
-
-    def push_frame(self, rgb: Any, stamp_s: float) -> Any:
-        return self.call("push_frame", rgb, stamp_s)
-
-    def push_user_utterance(self, text: str, stamp_s: float) -> None:
-        self.call("push_user_utterance", text, stamp_s)
-
-    def set_task(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("set_task", *args, **kwargs)
-
-    def reset(self, *args: Any, **kwargs: Any) -> Any:
-        return self.call("reset", *args, **kwargs)
-
-    def update_config(self, **changes: Any) -> Any:
-        return self.call("update_config", **changes)
-
-    def task_state(self) -> Any:
-        return self.call("task_state")
-
-    @property
-    def session_id(self) -> str:
-        return self.call("get:session_id")
-
-    @property
-    def context_tokens(self) -> int:
-        return self.call("get:context_tokens")
-
-    @property
-    def config(self) -> Any:
-        return self.call("get:config")
 
     def close(self, timeout: float = 10.0) -> None:
         """End the model process (its memory, GPU memory included, goes with it)."""
