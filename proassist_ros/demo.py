@@ -29,6 +29,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, absolute
+from proassist_ros.data.bags import check_bag
+from proassist_ros.model.spec import check_spec
 from proassist_ros.utils import netns
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -64,9 +66,10 @@ def _params(out: Path, model: str, quantize: str = DEFAULT_QUANTIZE) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        bag = sample_bag(args.bag)
+        bag = check_bag(sample_bag(args.bag))
+        check_spec(args.model)
         netns.reexec_isolated(netns.python_argv())
-    except (RuntimeError, FileNotFoundError) as exc:
+    except (RuntimeError, FileNotFoundError, ValueError) as exc:
         print(f"proassist demo: {exc}", file=sys.stderr)
         return 1
     from proassist_ros.ros.dds_profile import apply_default_profile

@@ -131,6 +131,17 @@ def is_bag(path: Path) -> bool:
         path.is_file() and path.suffix in BAG_SUFFIXES)
 
 
+def check_bag(path: Path | str) -> Path:
+    """``path`` if it is a bag; else FileNotFoundError (missing) or ValueError (not a bag)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"bag not found: {path}")
+    if not is_bag(path):
+        raise ValueError(f"not a bag (expected a rosbag2 directory with metadata.yaml, "
+                         f"an .mcap or a .db3 file): {path}")
+    return path
+
+
 def read_custom_data(path: Path) -> dict[str, str]:
     """rosbag2 metadata ``custom_data`` of a bag directory or a bare .mcap / .db3 file.
 

@@ -23,7 +23,7 @@ from proassist_ros.data.bags import (
     IMAGE_TOPIC,
     UTTERANCE_TOPIC,
     connection_messages,
-    is_bag,
+    check_bag,
     parse_json_field,
     read_custom_data,
     typestore,
@@ -44,19 +44,9 @@ from proassist_ros.data.schema import (
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")  # what a camera topic holds
 
 
-def _check_path(path: Path | str) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"bag not found: {path}")
-    if not is_bag(path):
-        raise ValueError(f"not a bag (expected a rosbag2 directory with metadata.yaml, "
-                         f"an .mcap or a .db3 file): {path}")
-    return path
-
-
 def read_facts(path: Path | str) -> dict | None:
     """The bag's facts (format, t0_ns, frame_id, frames, meta), or None for a user's own bag."""
-    path = _check_path(path)
+    path = check_bag(path)
     facts = parse_json_field(read_custom_data(path), FACTS_KEY)
     if facts is None:
         return None
@@ -115,7 +105,7 @@ def camera_messages(path: Path | str, prefer: str = "raw",
                     camera_topic: str | None = None) -> Iterator[tuple[int, Any]]:
     """(header stamp ns, deserialized Image/CompressedImage) of the bag's camera topic
     (:func:`choose_camera_topic`)."""
-    path = _check_path(path)
+    path = check_bag(path)
     with AnyReader([path], default_typestore=typestore()) as reader:
         topic = _camera_topic(reader, path, prefer, camera_topic)
         conns = [c for c in reader.connections if c.topic == topic]
@@ -193,7 +183,7 @@ def _read_text(reader: AnyReader, path: Path) -> _Text:
 
 def read_episode_base(path: Path | str, camera_topic: str | None = None) -> tuple[Episode, int]:
     """:func:`read_episode` and the stamp (ns) its ``t = 0`` stands for."""
-    path = _check_path(path)
+    path = check_bag(path)
     facts = read_facts(path)
     with AnyReader([path], default_typestore=typestore()) as reader:
         camera = _camera_topic(reader, path, requested=camera_topic)
@@ -265,7 +255,7 @@ def bag_info(path: Path | str, camera_topic: str | None = None) -> dict:
     described: ``camera_topic`` is None and ``camera_problem`` says why, so this command is how
     a user finds the candidates. A ``camera_topic`` the bag lacks raises ValueError.
     """
-    path = _check_path(path)
+    path = check_bag(path)
     facts = read_facts(path)
     with AnyReader([path], default_typestore=typestore()) as reader:
         topics = {c.topic: {"type": c.msgtype, "count": c.msgcount}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -155,6 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     sz = bs.sizes(args.quick, args.hour_frames)
     args.frames = args.frames or (12 if args.quick else 60)
     args.ros_bag = args.ros_bag or (bs.QUICK_BAG if args.quick else bs.ROS_BAG)
+    try:
+        bs.check_inputs(args)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"proassist bench: error: {exc}", file=sys.stderr)
+        return 2
     if args.quick and args.quality_max_s is None:
         args.quality_max_s = bs.QUICK_QUALITY_S
     out = Path(args.output)

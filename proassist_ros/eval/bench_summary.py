@@ -53,6 +53,24 @@ def sizes(quick: bool, hour_frames: int | None = None) -> dict[str, int]:
     return s
 
 
+def check_inputs(args) -> None:
+    """Refuse a bad ``--model``, ``--ros-bag`` or ``--agreement-bags`` before minutes of work."""
+    from proassist_ros.data.bags import check_bag
+    from proassist_ros.model.spec import check_spec
+
+    check_spec(args.model)
+    for bag in agreement_bags(args.agreement_bags, args.quick):
+        check_bag(bag)
+    if args.ros_bag and not args.skip_ros:
+        check_bag(ros_bag(args.ros_bag))
+
+
+def ros_bag(name: str) -> Path:
+    """A path, or the name of a shipped sample bag."""
+    bag = Path(name)
+    return bag if bag.exists() else SAMPLES / name
+
+
 def agreement_bags(given: list[str] | None, quick: bool) -> list[Path]:
     if given:
         return [Path(b) for b in given]
@@ -136,9 +154,7 @@ def _quality(model, int8_model, defaults, bags, max_s, notes) -> dict:
 def _ros(spec: str, args, out_dir: Path) -> dict:
     from proassist_ros.eval.bench_ros import measure
 
-    bag = Path(args.ros_bag)
-    bag = bag if bag.exists() else SAMPLES / args.ros_bag
-    return measure(spec, bag, out_dir / "ros_e2e", rate=args.ros_rate, timeout_s=args.ros_timeout_s)
+    return measure(spec, ros_bag(args.ros_bag), out_dir / "ros_e2e", rate=args.ros_rate, timeout_s=args.ros_timeout_s)
 
 
 def write(path: Path, keys: dict, *, spec: str, args, facts: dict, wall_s: float) -> dict:

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONFIG_NAME = "proassist_config.json"
+from proassist_ros.model.spec import CONFIG_NAME  # noqa: F401 - one home: model/spec.py
+
 FORMAT_VERSION = 1
 # The run-time settings a model can carry (engine.config.EngineConfig field names).
 # ``append_eot_after_reply``: how it was trained to end a reply (train/layout.py TRAINED_LAYOUT:

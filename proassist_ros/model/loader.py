@@ -16,6 +16,7 @@ import torch
 
 from proassist_ros.model.config import CONFIG_NAME, SETTINGS_KEYS
 from proassist_ros.model.modeling import ProAssistModel
+from proassist_ros.model.spec import check_spec, spec_kind  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -53,21 +54,6 @@ def auto_dtype(kind: str, device: str | torch.device) -> torch.dtype | None:
         return torch.float16
     supported = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     return torch.bfloat16 if supported else torch.float16
-
-
-def spec_kind(spec: str | Path) -> str:
-    """"tiny" | "embedded" | "checkpoint" | "released" | "missing" for a model spec."""
-    spec_s = str(spec)
-    if spec_s in ("tiny", "embedded"):
-        return spec_s
-    path = Path(spec_s).expanduser()
-    if not path.is_dir():
-        return "missing"
-    if (path / CONFIG_NAME).is_file():
-        return "checkpoint"
-    if (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
-        return "released"
-    return "missing"
 
 
 @torch.no_grad()
@@ -136,23 +122,14 @@ def load(
         model = load_embedded(**overrides)
     else:
         path = Path(spec_s).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(
-                f"model spec {spec_s!r} is neither 'tiny', 'embedded' nor an existing directory"
-            )
-        if (path / CONFIG_NAME).is_file():
+        if check_spec(spec_s) == "checkpoint":
             from proassist_ros.model.checkpoint import load_checkpoint
 
             model = load_checkpoint(path, **overrides)
-        elif (path / "adapter_config.json").is_file() or (path / "config.json").is_file():
+        else:
             from proassist_ros.model.released import load_released
 
             model = load_released(path, dtype=torch_dtype, **overrides)
-        else:
-            raise FileNotFoundError(
-                f"{path}: missing {CONFIG_NAME} (own checkpoint) and adapter_config.json / "
-                "config.json (released ProAssist directory)"
-            )
     if torch_dtype is not None:
         cast_parameters(model, torch_dtype)
     model.to(torch.device(device))

@@ -43,6 +43,7 @@ from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
 from proassist_ros.ros.assistant_control import AssistantControl
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, ReliabilityChoice
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv)
     try:
         wearers = params.parse_wearers(rclpy.utilities.remove_ros_args(argv)[1:])
+        check_params_files(argv)
     except ValueError as exc:
         print(f"proassist_node: {exc}", file=sys.stderr)
         return 2

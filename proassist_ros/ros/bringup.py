@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from proassist_ros.ros import nodeset
@@ -56,9 +55,11 @@ def bringup_main(argv: list[str]) -> int:
     cores from the model's worker thread. A node that exits ends the set with its exit code.
     """
     values, ros_args = parse_args(argv)
-    if values["params_file"] and not Path(values["params_file"]).is_file():
-        print(f"proassist bringup: params file not found: {values['params_file']}",
-              file=sys.stderr)
+    try:
+        nodeset.check_params_files(([ "--params-file", values["params_file"]] if values["params_file"]
+                                    else []) + ros_args)
+    except ValueError as exc:
+        print(f"proassist bringup: {exc}", file=sys.stderr)
         return 2
     from proassist_ros.ros.dds_profile import apply_default_profile
 

@@ -136,6 +136,35 @@ def node_remaps(spec: NodeSpec, values: Mapping[str, str]) -> list[tuple[str, st
             if merged[r.arg] and merged[r.arg] != r.topic]
 
 
+def check_params_file(path: str | Path) -> None:
+    """A ROS 2 parameters YAML, or a ValueError naming the file and what is wrong.
+
+    Why: rcl accepts a file that holds no parameters at all (a scalar, a list, a typo'd key) and
+    the nodes then start silently on their defaults."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"params file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ValueError(f"params file {path} is not YAML: {exc}") from None
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"params file {path}: expected node names (e.g. /**) mapping to "
+                         "{ros__parameters: {...}}, found " + type(data).__name__)
+    for name, node in data.items():
+        if not isinstance(node, dict) or not isinstance(node.get("ros__parameters"), dict):
+            raise ValueError(f"params file {path}: {name!r} has no 'ros__parameters' mapping")
+
+
+def check_params_files(argv: list[str]) -> None:
+    """:func:`check_params_file` for every ``--params-file F`` in ``argv``."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == "--params-file":
+            check_params_file(argv[i + 1])
+
+
 def params_file(values: Mapping[str, str]) -> str:
     """The parameters file in force: the given one, else the shipped one ('' if not found)."""
     return values.get("params_file", "") or str(default_params_file() or "")

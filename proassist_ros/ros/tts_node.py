@@ -28,6 +28,7 @@ from std_msgs.msg import Bool
 from proassist_ros.constants import GUIDANCE, NAMESPACE  # relative: /proassist/guidance by default
 from proassist_ros.msg import Guidance
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.tts import SpeechItem, SpeechWorker, TtsBackend, make_backend
 
@@ -132,6 +133,11 @@ class TtsNode(Node):
 def main(args: list[str] | None = None) -> int:
     """``proassist_tts_node [--ros-args ...]``: spin until SIGINT/SIGTERM, then exit cleanly."""
     apply_default_profile()
+    try:
+        check_params_files(list(sys.argv if args is None else args))
+    except ValueError as exc:
+        print(f"proassist_tts_node: {exc}", file=sys.stderr)
+        return 2
     rclpy.init(args=args)
     return run_nodes("proassist_tts_node", lambda: [TtsNode()], SingleThreadedExecutor())
 

@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         cfg = config_from_args(ns)
+        _check_inputs(cfg)
         from .trainer import train
 
         summary = train(cfg, progress=not quiet)
@@ -113,6 +114,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"done: {cfg.steps} steps, loss {last.get('loss', float('nan')):.4f}, decision acc "
           f"{last.get('decision_acc', float('nan')):.3f}; exports: {summary.get('exports', 'none')}")
     return 0
+
+
+def _check_inputs(cfg) -> None:
+    """Bad bags, tower or base name themselves before the model loads (seconds to minutes)."""
+    from proassist_ros.data.dataset import iter_dataset
+    from proassist_ros.model.spec import check_spec
+
+    for group in (cfg.data, cfg.val or []):
+        if group:
+            list(iter_dataset(group))
+    if cfg.base:
+        check_spec(cfg.base)
+    if cfg.tower:
+        from proassist_ros.model.tower import read_tower_config
+
+        read_tower_config(cfg.tower)
 
 
 if __name__ == "__main__":

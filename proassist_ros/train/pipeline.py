@@ -186,6 +186,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="ship into the package (what load('embedded') reads) instead of OUT/embedded")
     p.add_argument("--until", choices=STAGES, help="stop after this stage (run again to go on)")
     args = p.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"proassist train pipeline: error: --out {args.out} is a file, not a run directory",
+              file=sys.stderr)
+        return 2
     ship_to = None
     if args.ship:
         from proassist_ros.model.embedded import WEIGHTS_DIR

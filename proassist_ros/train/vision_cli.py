@@ -61,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (FileNotFoundError, NotADirectoryError, ValueError) as exc:  # bad paths and data: named
+        print(f"proassist train vision {args.cmd}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
     if args.cmd == "pretrain":
         from proassist_ros.train.vision import pretrain_tower
 
