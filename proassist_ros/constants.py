@@ -54,6 +54,9 @@ dataset's reference turns follow the same policy."""
 NAMESPACE = "proassist"
 """The nodes' default namespace (bringup's ``--namespace``, the launch file's ``namespace``)."""
 
+MAX_IMAGE_PIXELS = 8192 * 8192
+"""Largest compressed frame decoded (an 8K camera fits); a bigger header is refused unread."""
+
 IMAGE_TOPIC = "/camera/image_raw"
 COMPRESSED_TOPIC = f"{IMAGE_TOPIC}/compressed"   # image_transport's naming
 

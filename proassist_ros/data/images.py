@@ -24,7 +24,7 @@ import numpy as np
 from rosbags.image import ImageError, compressed_image_to_cvimage, image_to_cvimage
 from rosbags.image.image import convert_color
 
-from proassist_ros.constants import NS_PER_S
+from proassist_ros.constants import MAX_IMAGE_PIXELS, NS_PER_S
 
 # encoding -> (channels, bytes per channel). What a head-mounted camera realistically sends.
 RAW_ENCODINGS: dict[str, tuple[int, int]] = {
@@ -114,6 +114,12 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     if kind is None:
         raise ImageDecodeError(
             f"compressed data is neither jpeg nor png (format {fmt!r}, starts {data[:8].hex()})")
+    size = compressed_size(data, kind)
+    if size is None:
+        raise ImageDecodeError(f"corrupt or truncated {kind} ({len(data)} bytes): no image header")
+    if size[0] * size[1] > MAX_IMAGE_PIXELS or 0 in size:
+        raise ImageDecodeError(f"{kind} header says {size[0]}x{size[1]} pixels (limit "
+                               f"{MAX_IMAGE_PIXELS} pixels): refused before decoding")
     try:
         img = compressed_image_to_cvimage(SimpleNamespace(format=fmt, data=data))
     except (AssertionError, ImageError, cv2.error) as exc:  # imdecode returned None, etc.
@@ -128,6 +134,36 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
         source = "bgra8" if img.shape[2] == 4 else "bgr8"
     rgb = convert_color(img, source, "rgb8")
     return _check_rgb(rgb, img.shape[0], img.shape[1])
+
+
+# JPEG start-of-frame markers (baseline, extended, progressive, lossless, and their variants).
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
+def compressed_size(data: bytes, kind: str) -> tuple[int, int] | None:
+    """(width, height) from a PNG's IHDR or a JPEG's start-of-frame, without decoding pixels.
+
+    Why: a few hundred bytes of PNG or JPEG may claim 100 000 x 100 000 pixels, and a decoder
+    would try to allocate them (a decompression bomb); the header is checked first."""
+    if kind == "png":
+        if len(data) < 24 or data[12:16] != b"IHDR":
+            return None
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    i = 2
+    while i + 9 <= len(data):
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        if marker in _SOF:
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
 
 
 def _check_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
+from proassist_ros.model.safetensors_io import load_safetensors
 
 ADAPTER_FORMAT = "proassist_ros.adapter/1"
 ADAPTER_WEIGHTS, ADAPTER_CONFIG = "adapter.safetensors", "adapter_config.json"
@@ -37,7 +37,7 @@ def apply_adapter(model, adapter_dir: str | Path):
     if info["tokens_per_frame"] != model.config.tokens_per_frame:
         raise ValueError(f"{d}: adapter for I={info['tokens_per_frame']}, model has "
                          f"I={model.config.tokens_per_frame}")
-    tensors = load_file(str(d / ADAPTER_WEIGHTS))
+    tensors = load_safetensors(str(d / ADAPTER_WEIGHTS))
     proj = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith("mm_projector.")}
     lora = {k: v for k, v in tensors.items() if not k.startswith("mm_projector.")}
     merge_adapter_weights(model.llm, lora, float(info["lora_alpha"]), source=str(d))

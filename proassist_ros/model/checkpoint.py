@@ -14,11 +14,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from safetensors.torch import load_file, save_model
+from safetensors.torch import save_model
 
 from proassist_ros.model.assemble import build_model, load_state
 from proassist_ros.model.config import CONFIG_NAME, ProAssistConfig
 from proassist_ros.model.modeling import ProAssistModel
+from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.model.tokenizer import add_image_token
 
 WEIGHTS_NAME = "model.safetensors"
@@ -51,6 +52,6 @@ def load_checkpoint(directory: str | Path) -> ProAssistModel:
     config = ProAssistConfig.load(d)
     tok = add_image_token(AutoTokenizer.from_pretrained(str(d), local_files_only=True))
     model = build_model(config, tok, empty=True)
-    state = {f"{k}": v for k, v in load_file(str(d / WEIGHTS_NAME)).items()}
+    state = {f"{k}": v for k, v in load_safetensors(str(d / WEIGHTS_NAME)).items()}
     load_state(model, state, source=str(d / WEIGHTS_NAME))
     return model.eval()

@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from proassist_ros.model.assemble import build_model
 from proassist_ros.model.config import ProAssistConfig, patch_grid_for
 from proassist_ros.model.lora import merge_adapter_weights
 from proassist_ros.model.modeling import ProAssistModel
+from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.model.tokenizer import detect_chat_format, from_local
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def load_vision(path: Path, dtype: torch.dtype | None) -> torch.nn.Module:
     vconfig._attn_implementation = "sdpa"
     raw: dict[str, torch.Tensor] = {}
     for f in _safetensors_files(path):
-        raw.update(load_file(str(f)))
+        raw.update(load_safetensors(str(f)))
     # Full SiglipModel checkpoints (and transformers-4 vision-only ones) prefix the tower with
     # "vision_model."; transformers 5's SiglipVisionModel has no such level.
     prefix = "vision_model."
@@ -146,7 +146,7 @@ def _read_adapter(d: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
             raise ValueError(f"{d / ADAPTER_CONFIG}: per-module {pattern} is not supported")
     if "lora_alpha" not in cfg:
         raise KeyError(f"{d / ADAPTER_CONFIG}: missing key lora_alpha")
-    return cfg, load_file(str(weights))
+    return cfg, load_safetensors(str(weights))
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors.torch import load_file
+from proassist_ros.model.safetensors_io import load_safetensors
 
 TOWER_FILE, CONFIG_FILE = "tower.safetensors", "vision_config.json"
 VISION_FIELDS = ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -46,7 +46,7 @@ def load_tower_into(model, tower_dir: str | Path) -> None:
         bad.append(f"image_size: tower {cfg['image_size']} vs model config {model.config.image_size}")
     if bad:
         raise ValueError(f"{tower_dir}: the trained tower does not fit the model: " + "; ".join(bad))
-    state = load_file(str(Path(tower_dir) / TOWER_FILE))
+    state = load_safetensors(str(Path(tower_dir) / TOWER_FILE))
     ref = model.vision.state_dict()
     if set(state) != set(ref):
         raise KeyError(f"{tower_dir}: tower keys differ: missing {sorted(set(ref) - set(state))[:5]}, "

@@ -18,9 +18,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from proassist_ros.model.adapter import ADAPTER_FORMAT, apply_adapter  # noqa: F401  (re-exported)
+from proassist_ros.model.safetensors_io import load_safetensors
 
 from .layout import TRAINED_LAYOUT
 
@@ -113,7 +114,7 @@ def load_checkpoint(acc, ckpt: Path, model, optimizer, scheduler, run: dict) -> 
     """Restore everything ``save_checkpoint`` wrote; returns the step to continue from."""
     state = json.loads((ckpt / STATE).read_text())
     check_run(state["run"], run, ckpt)
-    weights = load_file(str(ckpt / "trainable.safetensors"))
+    weights = load_safetensors(ckpt / "trainable.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n, p in params.items() if p.requires_grad and n not in weights]
     if missing or set(weights) - set(params):
@@ -123,12 +124,12 @@ def load_checkpoint(acc, ckpt: Path, model, optimizer, scheduler, run: dict) -> 
         for n, v in weights.items():
             params[n].copy_(v.to(params[n].device, params[n].dtype))
     meta = json.loads((ckpt / "optimizer.json").read_text())
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(str(ckpt / "optimizer.safetensors")), meta))
+    optimizer.load_state_dict(_unflatten_optimizer(load_safetensors(ckpt / "optimizer.safetensors"), meta))
     scheduler.load_state_dict(json.loads((ckpt / "scheduler.json").read_text()))
     rng = ckpt / f"rng-{acc.process_index}.safetensors"
     if not rng.is_file():
         raise FileNotFoundError(f"{ckpt}: missing {rng.name} (saved with fewer processes?)")
-    set_rng_state(load_file(str(rng)))
+    set_rng_state(load_safetensors(rng))
     return int(state["step"])
 
 

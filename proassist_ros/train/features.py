@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from proassist_ros.constants import NS_PER_S
 from proassist_ros.data.dataset import camera_messages, iter_dataset
 from proassist_ros.data.dataset_read import read_episode_base
+from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.runtime.sampling import FpsGate, sampled_frames
 
 FORMAT = "proassist_ros.features/1"
@@ -142,7 +143,7 @@ def load_features(path: str | Path, *, fingerprint: str | None = None, fps: floa
     meta = json.loads(side.read_text())
     if meta.get("format") != FORMAT:
         raise ValueError(f"{side}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    tensors = load_file(str(path))
+    tensors = load_safetensors(str(path))
     if set(tensors) != {"feats", "t"}:
         raise KeyError(f"{path}: expected tensors 'feats' and 't', found {sorted(tensors)}")
     feats, t = tensors["feats"], tensors["t"].numpy()

@@ -143,14 +143,13 @@ def _projector_dims(tower: Tower) -> tuple[int, int]:
 def _stage1_tower(path: Path, spec: str, patch_grid: int = 0) -> Tower:
     """A stage-1 output directory (train/vision.py): its tower; a random projector to SmolLM2's width.
     ``patch_grid`` 2 / 3 probes I = 5 / 10 tokens per frame (the MAP token + the pooled patch grid)."""
-    from safetensors.torch import load_file
-
+    from proassist_ros.model.safetensors_io import load_safetensors
     from proassist_ros.model.tower import TOWER_FILE, read_tower_config
     from proassist_ros.model.vision import build_vision_tower
 
     cfg = read_tower_config(path)
     vision = build_vision_tower(cfg["siglip_vision_config"])
-    vision.load_state_dict(load_file(str(path / TOWER_FILE)), strict=True)
+    vision.load_state_dict(load_safetensors(path / TOWER_FILE), strict=True)
     name = path.name if not patch_grid else f"{path.name}_I{1 + patch_grid**2}"
     return Tower(name, spec, vision.float().eval(), _random_projector(cfg["hidden"], 576, 0),
                  cfg["image_size"], patch_grid, False, f"stage-1 tower {path} + random projector")

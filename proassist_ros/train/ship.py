@@ -19,10 +19,11 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from proassist_ros.model.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter_config
 from proassist_ros.model.embedded import WEIGHTS_DIR
+from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.model.tower import CONFIG_FILE, TOWER_FILE, read_tower_config, tower_overrides
 from proassist_ros.train.layout import TRAINED_LAYOUT
 
@@ -43,7 +44,7 @@ def ship(tower: str | Path, adapter: str | Path, theta: float, out: str | Path =
     if info.get("tower") and Path(info["tower"]).resolve() != tower.resolve():
         raise ValueError(f"{adapter} was trained on the tower {info['tower']}, not {tower}")
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(tower / TOWER_FILE)).items()}
+    state = {k: v.to(torch.float16).contiguous() for k, v in load_safetensors(str(tower / TOWER_FILE)).items()}
     save_file(state, str(out / TOWER_FILE), metadata={"format": "pt"})
     (out / CONFIG_FILE).write_text(json.dumps({k: tcfg[k] for k in KEEP_TOWER_FIELDS if k in tcfg}, indent=1))
     shutil.copyfile(adapter / ADAPTER_WEIGHTS, out / ADAPTER_WEIGHTS)

@@ -31,8 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.model.tower import (
     CONFIG_FILE,
     TOWER_FILE,
@@ -170,7 +171,7 @@ def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
     if bad:
         raise ValueError(f"{tower_dir}: cannot start from this tower: " + "; ".join(bad))
     ref = pair.vision.state_dict()
-    state = load_file(str(tower_dir / TOWER_FILE))
+    state = load_safetensors(str(tower_dir / TOWER_FILE))
     pair.vision.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
 
 
@@ -346,6 +347,6 @@ def load_pair(tower_dir: str | Path) -> SiglipPair:
     settings = TowerSettings(cfg["image_size"], cfg["patch_size"], cfg["hidden"], cfg["layers"], cfg["heads"],
                              cfg["intermediate"], cfg["text"]["hidden"], cfg["text"]["layers"])
     pair = SiglipPair(settings, vocab, cfg["train"]["targets"])
-    state = {f"vision.{k}": v for k, v in load_file(str(d / TOWER_FILE)).items()}
-    pair.load_state_dict({**state, **load_file(str(d / TEXT_FILE))}, strict=True)
+    state = {f"vision.{k}": v for k, v in load_safetensors(str(d / TOWER_FILE)).items()}
+    pair.load_state_dict({**state, **load_safetensors(str(d / TEXT_FILE))}, strict=True)
     return pair.eval()

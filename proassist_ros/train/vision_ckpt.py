@@ -16,8 +16,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from proassist_ros.model.safetensors_io import load_safetensors
 
 KEEP = 2  # checkpoints kept on disk (the newest ones)
 
@@ -55,13 +57,13 @@ def save_checkpoint(out_dir: Path, step: int, module: nn.Module, opt: torch.opti
 def load_checkpoint(path: Path, module: nn.Module, opt: torch.optim.Optimizer) -> dict:
     """Restore ``module`` and ``opt`` from ``path``; returns its state.json."""
     state = json.loads((path / "state.json").read_text())
-    weights = load_file(str(path / "weights.safetensors"))
+    weights = load_safetensors(str(path / "weights.safetensors"))
     missing, unexpected = module.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise KeyError(f"{path}: checkpoint does not match the model: missing {missing[:5]}, "
                        f"unexpected {unexpected[:5]}")
     per_param: dict[int, dict] = {}
-    for key, v in load_file(str(path / "optimizer.safetensors")).items():
+    for key, v in load_safetensors(str(path / "optimizer.safetensors")).items():
         i, name = key.split(".", 1)
         per_param.setdefault(int(i), {})[name] = v
     opt.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
