@@ -151,6 +151,19 @@ class AssistantSession:
     def context_tokens(self) -> int:
         return self._state.num_tokens
 
+    def snapshot(self) -> dict:
+        """The durable state (JSON-ready) that :meth:`resume` continues from (engine/resume.py)."""
+        from .resume import snapshot
+
+        with self._lock:
+            return snapshot(self)
+
+    def resume(self, snap: dict) -> str:
+        """Continue the session ``snap`` was taken of, its context restarted as after IPS."""
+        from .resume import resume
+
+        return resume(self, snap)
+
     # ---- frames --------------------------------------------------------------------------
     def push_frame(self, rgb: np.ndarray, stamp_s: float) -> FrameResult:
         return self.push_frames([(rgb, stamp_s)])[0]

@@ -86,6 +86,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "together and only the newest may speak (1: latest frame wins)", low=1, high=64),
     ParamSpec("system_prompt", "", "system prompt; empty: the engine's default"),
     ParamSpec("knowledge_file", "", "task knowledge (recipe text) loaded at configure; empty: none"),
+    ParamSpec("state_file", "", "where the session's state (task, progress summary, step, seq, "
+              "counters) is written atomically on every change, and resumed from at configure after "
+              "a crash (docs/reliability.md); empty: not kept"),
     ParamSpec("reply_max_tokens", 100, "cap on the tokens of one reply (assistant header included)",
               runtime=True, low=1, high=1024),
     ParamSpec("min_gap_s", 0.0, "minimum stream time between two utterances (0: off)",
@@ -128,6 +131,7 @@ class AssistantConfig:
     catchup_depth: int = 8
     system_prompt: str = ""
     knowledge_file: str = ""
+    state_file: str = ""
     reply_max_tokens: int = 100
     min_gap_s: float = 0.0
     talk_budget_per_min: int = 0

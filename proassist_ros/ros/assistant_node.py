@@ -48,6 +48,7 @@ from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, R
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.runtime.health import assess
 from proassist_ros.runtime.model_server import ModelServer
+from proassist_ros.runtime.state_file import StateFile
 from proassist_ros.runtime.stream import FrameStream, Output
 from proassist_ros.runtime.threads import prepare_process
 from proassist_ros.srv import SetTask
@@ -112,12 +113,17 @@ class AssistantNode(AssistantControl, LifecycleNode):
         except (ValueError, OSError) as exc:
             return self._fail(f"invalid configuration: {exc}")
         try:
+            state_file = StateFile(cfg.state_file) if cfg.state_file else None
+        except ValueError as exc:
+            return self._fail(str(exc))
+        try:
             session = params.start_session(cfg, engine_cfg, knowledge, self._server,
                                            self.get_fully_qualified_name())
         except Exception as exc:  # noqa: BLE001 - any loader error fails the transition, named
             return self._fail(f"cannot load model {cfg.model!r}: {type(exc).__name__}: {exc}")
         self.cfg = cfg
-        self.stream.attach(session, cfg.fps, cfg.catchup_depth)
+        self._resume(session, state_file)
+        self.stream.attach(session, cfg.fps, cfg.catchup_depth, state_file)
         self._state_msg = self._state_key = self._frame_header = None
         self._entities = {
             "guidance": self.create_lifecycle_publisher(Guidance, GUIDANCE, RELIABLE),
@@ -138,6 +144,21 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self.get_logger().info(f"configured: model {cfg.model!r}, {cfg.fps:g} fps, θ={engine_cfg.theta:g}, "
                                f"context limit {engine_cfg.context_limit} ({engine_cfg.context_strategy})")
         return Ret.SUCCESS
+
+    def _resume(self, session: Any, state_file: StateFile | None) -> None:
+        """Continue the session saved in ``state_file`` (a crash, kill -9); a damaged file is
+        moved aside and named, and the node starts fresh."""
+        try:
+            saved = state_file.read() if state_file else None
+            if saved:
+                session.resume(saved)
+                self.stream.counters.restore(saved.get("counters", {}))
+                task = saved["task_state"]
+                self.get_logger().info(
+                    f"resumed session {saved['session_id']} from {state_file.path}: goal "
+                    f"{task['goal']!r}, step {task['current_step_index']}, next guidance seq {saved['seq']}")
+        except ValueError as exc:
+            self.get_logger().error(str(exc))
 
     def on_activate(self, state: LifecycleState) -> Ret:
         """Subscribe to the camera and user utterances; start the inference thread."""

@@ -61,6 +61,13 @@ class StreamCounters:
             for name, inc in increments.items():
                 self._values[name] += inc
 
+    def restore(self, values: dict[str, int]) -> None:
+        """Continue from saved counters (a resumed session); unknown names are ignored."""
+        with self._lock:
+            for name in self.FIELDS:
+                if isinstance(values.get(name), int):
+                    self._values[name] = values[name]
+
     def values(self) -> dict[str, int]:
         """A consistent copy of all counters."""
         with self._lock:

@@ -100,6 +100,12 @@ class SessionCalls:
     def task_state(self) -> Any:
         return self.call("task_state")
 
+    def snapshot(self) -> dict:
+        return self.call("snapshot")
+
+    def resume(self, snap: dict) -> str:
+        return self.call("resume", snap)
+
     @property
     def session_id(self) -> str:
         return self.call("get:session_id")

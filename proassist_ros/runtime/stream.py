@@ -68,9 +68,11 @@ class FrameStream(Generic[P]):
         self._on_output, self._on_decode_error = on_output, on_decode_error
         self._lock = threading.Lock()
         self._session: Any = None
+        self._state_file: Any = None
         self._gate = FpsGate(fps)
         self._mailbox: FrameBacklog[Job[P]] = FrameBacklog(1)
         self._worker = MailboxWorker(self._mailbox, self._process, on_error)
+        self._on_error = on_error
         self._utterances: queue.SimpleQueue[str] = queue.SimpleQueue()
         self.counters = StreamCounters()
         self._window, self._rate, self._stages = StatsWindow(), RateMeter(), StageWindow()
@@ -78,13 +80,15 @@ class FrameStream(Generic[P]):
         self._context_tokens = 0
 
     # -- session ------------------------------------------------------------------------------
-    def attach(self, session: Any, fps: float, catchup_depth: int = 1) -> None:
+    def attach(self, session: Any, fps: float, catchup_depth: int = 1, state_file: Any = None) -> None:
         """Use ``session`` from now on, sampling at ``fps`` on a fresh stamp grid.
 
         ``catchup_depth``: kept frames that may wait while the worker is busy (1 = latest wins).
+        ``state_file`` (runtime/state_file.py): written after every processed backlog and service
+        call, so a restarted node resumes the session.
         """
         with self._lock:
-            self._session = session
+            self._session, self._state_file = session, state_file
             self._gate = FpsGate(fps)
             self.counters.add(frames_dropped=len(self._mailbox.set_depth(catchup_depth)))
 
@@ -92,7 +96,7 @@ class FrameStream(Generic[P]):
         """Stop the worker and forget the session; a session in its own process is closed."""
         self.stop()
         with self._lock:
-            session, self._session = self._session, None
+            session, self._session, self._state_file = self._session, None, None
         close = getattr(session, "close", None)
         if close is not None:
             close()
@@ -102,7 +106,18 @@ class FrameStream(Generic[P]):
         with self._lock:
             if self._session is None:
                 raise RuntimeError("no session: the node is not configured")
-            return fn(self._session)
+            try:
+                return fn(self._session)
+            finally:
+                self._save(self._session)
+
+    def _save(self, session: Any) -> None:
+        """Write the session's state (and the counters) when a state file is kept."""
+        if self._state_file is not None:
+            try:
+                self._state_file.write({**session.snapshot(), "counters": self.counters.values()})
+            except OSError as exc:  # disk full, removed directory: reported, the stream goes on
+                self._on_error(RuntimeError(f"cannot write state_file {self._state_file.path}: {exc}"))
 
     def set_fps(self, fps: float) -> None:
         """Change the sampling rate (the grid continues from the last kept frame)."""
@@ -175,7 +190,8 @@ class FrameStream(Generic[P]):
             # Still under the lock: outputs of a frame and of a service (set_task, reset) are
             # published in the order the session saw them, so a stale TaskState never wins.
             state, session_id = session.task_state(), session.session_id  # once per backlog: a
-            published = time.monotonic()  # session in its own process answers each over a pipe
+            self._save(session)  # session in its own process answers each over a pipe
+            published = time.monotonic()
             for (job, _), result in zip(good, results, strict=True):
                 self._on_output(Output(job, result, state, session_id))
             done = time.monotonic()
