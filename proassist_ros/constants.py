@@ -54,6 +54,14 @@ dataset's reference turns follow the same policy."""
 NAMESPACE = "proassist"
 """The nodes' default namespace (bringup's ``--namespace``, the launch file's ``namespace``)."""
 
+MAX_TURN_CHARS = 2000
+"""Longest user utterance or goal fed to the model; longer text is cut here (and counted), so a
+1 MB message cannot flood the context (about 500 tokens at most; the embedded model's L is 1024)."""
+MAX_KNOWLEDGE_CHARS = 8000
+"""Longest recipe (task knowledge) fed to the model."""
+MAX_TASK_STEPS = 500
+"""Most steps a task keeps (TaskState, step matching); more are cut and counted."""
+
 MAX_IMAGE_PIXELS = 8192 * 8192
 """Largest compressed frame decoded (an 8K camera fits); a bigger header is refused unread."""
 

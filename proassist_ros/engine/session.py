@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from proassist_ros.constants import MAX_KNOWLEDGE_CHARS, MAX_TASK_STEPS, MAX_TURN_CHARS
 from proassist_ros.model.streaming import StreamState, forward_chunk, step_frame
 
 from . import context as ctx
@@ -83,6 +84,7 @@ class AssistantSession:
         self._lock = threading.RLock()
         self._inbox_lock = threading.Lock()
         self._inbox: list[tuple] = []
+        self.inputs_truncated = 0  # user texts, recipes and step lists cut to their limits
         self.reset(session_id)
 
     # ---- control -------------------------------------------------------------------------
@@ -124,7 +126,7 @@ class AssistantSession:
         if not isinstance(text, str) or not text.strip():
             raise ValueError("user utterance must be a non-empty string")
         with self._inbox_lock:
-            self._inbox.append(("user", text.strip(), float(stamp_s)))
+            self._inbox.append(("user", self._cap(text.strip(), MAX_TURN_CHARS), float(stamp_s)))
 
     def set_task(self, goal: str, knowledge: str = "", steps: Sequence[str] = (),
                  reset_context: bool = False) -> str:
@@ -135,12 +137,22 @@ class AssistantSession:
         holds it), that utterance is not fed a second time."""
         if reset_context:
             self.reset()
+        goal, knowledge = self._cap(goal.strip(), MAX_TURN_CHARS), self._cap(knowledge.strip(), MAX_KNOWLEDGE_CHARS)
         steps = [s.strip() for s in steps if s.strip()] or parse_steps(knowledge)
-        self._tracker.set_task(self.session_id, goal.strip(), steps)
+        if len(steps) > MAX_TASK_STEPS:
+            steps, self.inputs_truncated = steps[:MAX_TASK_STEPS], self.inputs_truncated + 1
+        self._tracker.set_task(self.session_id, goal, steps)
         self._tracker.state.last_guidance_seq = max(self._seq - 1, 0)
         with self._inbox_lock:
-            self._inbox.append(("task", goal.strip(), knowledge.strip(), float("-inf")))
+            self._inbox.append(("task", goal, knowledge, float("-inf")))
         return self.session_id
+
+    def _cap(self, text: str, limit: int) -> str:
+        """``text`` cut to ``limit`` characters (counted in ``inputs_truncated``)."""
+        if len(text) <= limit:
+            return text
+        self.inputs_truncated += 1
+        return text[:limit]
 
     def task_state(self) -> TaskStateData:
         s = self._tracker.state

@@ -36,7 +36,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
-from proassist_ros.constants import GUIDANCE, NAMESPACE, STATS, TASK, TASK_STATE, USER_UTTERANCE
+from proassist_ros.constants import GUIDANCE, MAX_TURN_CHARS, NAMESPACE, STATS, TASK, TASK_STATE, USER_UTTERANCE
 from proassist_ros.data.images import ImageDecodeError, image_to_rgb
 from proassist_ros.msg import AssistantStats, Guidance, Task, TaskState
 from proassist_ros.ros import assistant_config as params
@@ -253,6 +253,9 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self.stream.offer(msg, stamp_ns)
 
     def _on_utterance(self, msg: String) -> None:
+        if len(msg.data) > MAX_TURN_CHARS:
+            self.get_logger().warning(f"user utterance of {len(msg.data)} characters cut to {MAX_TURN_CHARS}",
+                                      throttle_duration_sec=10.0)
         if msg.data.strip():
             self.stream.add_utterance(msg.data)
 
