@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench lint clean distclean
+.PHONY: setup test demo bench soak lint clean distclean
 
 setup:
 	@bash scripts/setup.sh
@@ -18,6 +18,11 @@ demo: setup
 # docs/performance.md; `make bench QUICK=1`: the same keys from reduced runs (no docs table).
 bench: setup
 	@$(VENV)/bin/proassist bench $(if $(filter-out 0,$(QUICK)),--quick) $(BENCH_ARGS)
+
+# `make soak`: 5 minutes of 1920x1080 rgb8 at 30 FPS from a stock camera process over live DDS,
+# then an 8K burst (bench/soak.py; docs/reliability.md): RSS, counters, latency, a plot.
+soak: setup
+	@$(PY) bench/soak.py $(SOAK_ARGS)
 
 lint: setup
 	@$(VENV)/bin/ruff check proassist_ros test scripts launch

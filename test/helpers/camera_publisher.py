@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--qos", choices=list(QOS), default="default",
                    help="default: reliable keep-last 10; sensor: best-effort keep-last 5")
     p.add_argument("--wait", type=float, default=20.0, help="seconds to wait for a subscriber")
+    p.add_argument("--cycle", type=int, default=0,
+                   help="prepare only this many distinct frames and cycle them (long soak runs)")
+    p.add_argument("--quiet", action="store_true", help="no line per frame, only matched/done")
     p.add_argument("--go-on-stdin", action="store_true",
                    help="after matching, start only when a line arrives on stdin")
     args = p.parse_args(argv)
@@ -110,13 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     start_ns = round(args.start * 1e9)
     period_ns = round(1e9 / args.rate)
     # Prepare frames ahead so that the publish rate is not limited by encoding.
+    distinct = min(args.cycle, args.count) if args.cycle > 0 else args.count
     frames = []
-    for i in range(args.count):
+    for i in range(distinct):
         msg = _compressed(i, args, i in broken) if compressed else _raw(i, args, i in broken)
-        stamp = start_ns + i * period_ns
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         msg.header.frame_id = args.frame_id
-        frames.append((msg, stamp))
+        frames.append(msg)
 
     deadline = time.monotonic() + args.wait
     while pub.get_subscription_count() == 0:
@@ -129,15 +131,22 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdin.readline()
 
     t0 = time.monotonic()
-    for i, (msg, stamp) in enumerate(frames):
+    late = 0
+    for i in range(args.count):
+        msg, stamp = frames[i % distinct], start_ns + i * period_ns
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         delay = t0 + i * period_ns / 1e9 / args.speed - time.monotonic()
         if delay > 0:
             time.sleep(delay)  # pacing the camera, not synchronising with the test
+        else:
+            late += delay < -period_ns / 1e9  # more than a period behind its schedule
         pub.publish(msg)
-        say({"i": i, "stamp_ns": stamp, "malformed": i in broken})
+        if not args.quiet:
+            say({"i": i, "stamp_ns": stamp, "malformed": i in broken})
+    wall = time.monotonic() - t0
     acked = pub.wait_for_all_acked(Duration(seconds=15))  # best effort: True at once
     rclpy.spin_once(node, timeout_sec=0.3)  # let the last samples leave before tearing down
-    say({"done": len(frames), "acked": acked})
+    say({"done": args.count, "acked": acked, "wall_s": round(wall, 3), "late": int(late)})
     node.destroy_node()
     rclpy.shutdown()
     return 0
