@@ -30,6 +30,7 @@ from pathlib import Path
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, absolute
 from proassist_ros.data.bags import check_bag
+from proassist_ros.data.dataset_read import bag_info
 from proassist_ros.model.spec import check_spec
 from proassist_ros.utils import netns
 
@@ -67,6 +68,7 @@ def _params(out: Path, model: str, quantize: str = DEFAULT_QUANTIZE) -> Path:
 def run(args: argparse.Namespace) -> int:
     try:
         bag = check_bag(sample_bag(args.bag))
+        bag_info(bag)  # readable to the end (a truncated bag fails here, named)
         check_spec(args.model)
         netns.reexec_isolated(netns.python_argv())
     except (RuntimeError, FileNotFoundError, ValueError) as exc:

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -104,18 +105,29 @@ def connection_messages(reader: Any, conns: Collection[Any]) -> Iterator[tuple[A
     return reader.messages(connections=list(conns))
 
 
+@contextmanager
+def open_bag(path: Path | str) -> Iterator[Any]:
+    """A rosbags ``AnyReader`` on ``path``; a bag it cannot read (truncated, damaged storage)
+    raises ValueError naming the bag, at open or while reading."""
+    from rosbags.highlevel import AnyReader, AnyReaderError
+
+    try:
+        with AnyReader([Path(path)], default_typestore=typestore()) as reader:
+            yield reader
+    except AnyReaderError as exc:
+        raise ValueError(f"{path}: cannot read this bag: {exc}") from None
+
+
 def read_bag(path: Path, topics: Iterable[str] | None = None) -> Iterator[BagMessage]:
     """Messages in log-time order with their raw CDR bytes (any rosbag2 storage, any ROS 2 distro).
 
     ``topics``: only these (none of them in the bag, or an empty list: no messages); None: all.
     """
-    from rosbags.highlevel import AnyReader
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
     wanted = None if topics is None else set(topics)
-    with AnyReader([path], default_typestore=typestore()) as reader:
+    with open_bag(path) as reader:
         if wanted is None:
             stream = reader.messages()
         else:

@@ -22,11 +22,11 @@ from proassist_ros.constants import NS_PER_S
 from proassist_ros.data.bags import (
     IMAGE_TOPIC,
     UTTERANCE_TOPIC,
-    connection_messages,
     check_bag,
+    connection_messages,
+    open_bag,
     parse_json_field,
     read_custom_data,
-    typestore,
 )
 from proassist_ros.data.episode import Caption, Episode, EpisodeMeta, TaskSpec, Turn
 from proassist_ros.data.schema import (
@@ -106,7 +106,7 @@ def camera_messages(path: Path | str, prefer: str = "raw",
     """(header stamp ns, deserialized Image/CompressedImage) of the bag's camera topic
     (:func:`choose_camera_topic`)."""
     path = check_bag(path)
-    with AnyReader([path], default_typestore=typestore()) as reader:
+    with open_bag(path) as reader:
         topic = _camera_topic(reader, path, prefer, camera_topic)
         conns = [c for c in reader.connections if c.topic == topic]
         for conn, _, raw in connection_messages(reader, conns):
@@ -185,7 +185,7 @@ def read_episode_base(path: Path | str, camera_topic: str | None = None) -> tupl
     """:func:`read_episode` and the stamp (ns) its ``t = 0`` stands for."""
     path = check_bag(path)
     facts = read_facts(path)
-    with AnyReader([path], default_typestore=typestore()) as reader:
+    with open_bag(path) as reader:
         camera = _camera_topic(reader, path, requested=camera_topic)
         text = _read_text(reader, path)
         kinds = [""] * len(text.user_turns)
@@ -257,7 +257,7 @@ def bag_info(path: Path | str, camera_topic: str | None = None) -> dict:
     """
     path = check_bag(path)
     facts = read_facts(path)
-    with AnyReader([path], default_typestore=typestore()) as reader:
+    with open_bag(path) as reader:
         topics = {c.topic: {"type": c.msgtype, "count": c.msgcount}
                   for c in sorted(reader.connections, key=lambda c: c.topic)}
         span = reader.duration / NS_PER_S if reader.message_count else 0.0

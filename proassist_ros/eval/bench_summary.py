@@ -56,13 +56,15 @@ def sizes(quick: bool, hour_frames: int | None = None) -> dict[str, int]:
 def check_inputs(args) -> None:
     """Refuse a bad ``--model``, ``--ros-bag`` or ``--agreement-bags`` before minutes of work."""
     from proassist_ros.data.bags import check_bag
+    from proassist_ros.data.dataset_read import bag_info
     from proassist_ros.model.spec import check_spec
 
     check_spec(args.model)
-    for bag in agreement_bags(args.agreement_bags, args.quick):
-        check_bag(bag)
+    bags = list(agreement_bags(args.agreement_bags, args.quick))
     if args.ros_bag and not args.skip_ros:
-        check_bag(ros_bag(args.ros_bag))
+        bags.append(ros_bag(args.ros_bag))
+    for bag in bags:
+        bag_info(check_bag(bag))  # readable to the end (a truncated bag fails here, named)
 
 
 def ros_bag(name: str) -> Path:
