@@ -37,7 +37,9 @@ def test_stages_are_the_cli_commands(tmp_path):
     assert bags[0].endswith("val_0006_x") and bags[-1].endswith("val_0017_x")
     s2 = p.commands("stage2")[0]
     assert "--resume" not in s2 and s2[s2.index("--tower") + 1] == str(tmp_path / "tower")
-    assert "--nproc_per_node=2" in s2 and s2[s2.index("--steps") + 1] == "250"  # 2 ranks × 250
+    assert "--nproc_per_node=2" in s2 and s2[s2.index("--steps") + 1] == "750"  # 2 ranks × 750
+    s1 = p.commands("stage1")[0]
+    assert s1[s1.index("--preset") + 1] == "default"  # the v1 tower recipe (no v2 tower beat it)
     assert "--nproc_per_node=2" in theta
     assert "torch.distributed.run" not in Pipeline(tmp_path, "smoke", None).commands("stage2")[0]
     with pytest.raises(ValueError, match="unknown stage"):
