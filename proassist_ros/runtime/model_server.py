@@ -130,27 +130,41 @@ def serve_round(model: Any, sessions: dict[str, Any], requests: Sequence[Request
     return [replies[r.rid] for r in requests]
 
 
-def _serve(conn: Any, model_factory: str, model_args: tuple) -> None:
-    """The child: load the model, then answer rounds of requests until shut down or orphaned."""
+def _serve(conns: list[Any], model_factory: str, model_args: tuple) -> None:
+    """The child: load the model, then answer rounds of requests until shut down or orphaned.
+
+    One pipe per slot (wearer), so every wearer's request can be waiting at once: a frame is
+    ~0.2 MB, more than a pipe buffers, and behind a shared pipe the wearers would queue one by
+    one. A round takes every pipe with a request ready at the moment the server is free."""
+    from multiprocessing.connection import wait
+
     from proassist_ros.runtime.threads import prepare_process
 
     prepare_process()  # the OpenMP wait policy before torch loads here
+    control = conns[0]
     try:
         model = _resolve(model_factory)(*model_args)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, named
-        conn.send((0, ERROR, f"{type(exc).__name__}: {exc}"))
+        control.send((0, ERROR, f"{type(exc).__name__}: {exc}"))
         return
-    conn.send((0, READY, None))
+    control.send((0, READY, None))
     sessions: dict[str, Any] = {}
     stats = ServerStats()
-    while True:
-        try:
-            requests = [conn.recv()]
-            while conn.poll():
-                requests.append(conn.recv())
-        except (EOFError, OSError):  # the parent is gone
-            return
+    live = list(conns)
+    while live:
+        ready = wait(live)
+        ready = list(dict.fromkeys([*ready, *wait(live, timeout=0)]))
+        requests, origin = [], {}
+        for conn in ready:
+            try:
+                r = conn.recv()
+            except (EOFError, OSError):  # that end is closed: the parent is gone or done with it
+                live.remove(conn)
+                continue
+            requests.append(r)
+            origin[r.rid] = conn
         for reply in serve_round(model, sessions, requests, stats):
+            conn = origin[reply[0]]
             try:
                 conn.send(reply)
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -159,10 +173,11 @@ def _serve(conn: Any, model_factory: str, model_args: tuple) -> None:
             return
 
 
-class _Pending:
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.reply: tuple[str, Any] = (ERROR, SessionProcessError("no reply"))
+class _Slot:
+    """One pipe to the model process, used by one caller at a time."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.lock, self.key = conn, threading.Lock(), ""
 
 
 class ModelServer:
@@ -170,18 +185,17 @@ class ModelServer:
 
     ``model_id``: what must be equal for two wearers to share the model (spec, device, dtype,
     quantization, threads); a wearer that asks for another model gets a ValueError naming both.
+    ``slots``: how many wearers may be open at once (one pipe each; slot 0 is for control).
     Thread-safe: every wearer's node calls from its own worker and service threads.
     """
 
-    def __init__(self, model_factory: str, session_factory: str) -> None:
-        self.model_factory, self.session_factory = model_factory, session_factory
+    def __init__(self, model_factory: str, session_factory: str, slots: int = 16) -> None:
+        self.model_factory, self.session_factory, self.slots = model_factory, session_factory, slots
         self.model_id: Hashable | None = None
-        self._start_lock, self._send_lock, self._lock = threading.Lock(), threading.Lock(), threading.Lock()
+        self._start_lock, self._lock = threading.Lock(), threading.Lock()
         self._ids = itertools.count(1)
-        self._pending: dict[int, _Pending] = {}
+        self._slots: list[_Slot] = []
         self._proc: Any = None
-        self._conn: Any = None
-        self._reader: threading.Thread | None = None
 
     # -- process --------------------------------------------------------------------------------
     @property
@@ -193,64 +207,40 @@ class ModelServer:
 
     def _start(self, model_args: tuple, model_id: Hashable) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that runs DDS threads
-        conn, child = ctx.Pipe()
-        proc = ctx.Process(target=_serve, args=(child, self.model_factory, model_args),
+        pairs = [ctx.Pipe() for _ in range(self.slots + 1)]
+        proc = ctx.Process(target=_serve, args=([c for _, c in pairs], self.model_factory, model_args),
                            name="proassist-model-server", daemon=True)
         proc.start()
-        child.close()
-        if not conn.poll(START_TIMEOUT_S):
+        for _, child in pairs:
+            child.close()
+        control = pairs[0][0]
+        if not control.poll(START_TIMEOUT_S):
             proc.terminate()
             raise SessionProcessError(f"the model server did not start within {START_TIMEOUT_S:g} s")
         try:
-            _, status, value = conn.recv()
+            _, status, value = control.recv()
         except EOFError:
             proc.join(5)
             raise SessionProcessError(f"the model server died (exit code {proc.exitcode})") from None
         if status != READY:
             proc.join(10)
             raise SessionProcessError(value)
-        self._proc, self._conn, self.model_id = proc, conn, model_id
-        self._reader = threading.Thread(target=self._read, args=(conn,), name="model-server-replies",
-                                        daemon=True)
-        self._reader.start()
+        self._proc, self.model_id = proc, model_id
+        self._slots = [_Slot(parent) for parent, _ in pairs]
 
-    def _read(self, conn: Any) -> None:
-        """Route each reply to the caller waiting for it; on EOF fail everyone still waiting."""
-        while True:
-            try:
-                rid, status, value = conn.recv()
-            except (EOFError, OSError):
-                break
-            with self._lock:
-                waiter = self._pending.pop(rid, None)
-            if waiter is not None:
-                waiter.reply = (status, value)
-                waiter.done.set()
-        self._proc.join(5)
-        gone = SessionProcessError(f"the model server died (exit code {self._proc.exitcode})")
-        with self._lock:
-            waiting, self._pending = list(self._pending.values()), {}
-        for waiter in waiting:
-            waiter.reply = (ERROR, gone)
-            waiter.done.set()
-
-    def request(self, op: str, key: str = "", name: str = "", args: tuple = (),
+    def request(self, slot: int, op: str, key: str = "", name: str = "", args: tuple = (),
                 kwargs: dict | None = None) -> Any:
-        """Send one request and wait for its reply; the server's exceptions are re-raised here."""
+        """Send one request on ``slot`` and wait for its reply; the server's exceptions re-raised."""
         if not self.alive():
             raise SessionProcessError("the model server is not running")
-        rid, waiter = next(self._ids), _Pending()
-        with self._lock:
-            self._pending[rid] = waiter
-        try:
-            with self._send_lock:
-                self._conn.send(Request(rid, op, key, name, tuple(args), dict(kwargs or {})))
-        except (OSError, BrokenPipeError):
-            with self._lock:
-                self._pending.pop(rid, None)
-            raise SessionProcessError("the model server died") from None
-        waiter.done.wait()
-        status, value = waiter.reply
+        s = self._slots[slot]
+        with s.lock:
+            try:
+                s.conn.send(Request(next(self._ids), op, key, name, tuple(args), dict(kwargs or {})))
+                _, status, value = s.conn.recv()
+            except (EOFError, OSError, BrokenPipeError):
+                self._proc.join(5)
+                raise SessionProcessError(f"the model server died (exit code {self._proc.exitcode})") from None
         if status == ERROR:
             raise value if isinstance(value, BaseException) else SessionProcessError(str(value))
         return value
@@ -265,18 +255,31 @@ class ModelServer:
                 raise ValueError(f"wearer {key!r} asks for model {model_id!r}, but this process "
                                  f"serves {self.model_id!r} to its other wearers; give every wearer "
                                  "the same model, device, dtype, quantize and torch_threads")
-        self.request("open", key, self.session_factory, session_args)
-        return ServedSession(self, key)
+            with self._lock:
+                free = next((i for i, s in enumerate(self._slots) if i and not s.key), None)
+                if free is None:
+                    raise ValueError(f"this model server has {self.slots} slots, all in use")
+                self._slots[free].key = key
+        try:
+            self.request(free, "open", key, self.session_factory, session_args)
+        except BaseException:
+            self._slots[free].key = ""
+            raise
+        return ServedSession(self, key, free)
+
+    def release(self, slot: int) -> None:
+        with self._lock:
+            self._slots[slot].key = ""
 
     def stats(self) -> ServerStats:
-        return self.request("stats")
+        return self.request(0, "stats")
 
     def close(self, timeout: float = 10.0) -> None:
         """End the model process (all wearers' sessions with it)."""
         if not self.alive():
             return
         try:
-            self.request("shutdown")
+            self.request(0, "shutdown")
         except SessionProcessError:
             pass
         self._proc.join(timeout)
@@ -288,19 +291,21 @@ class ModelServer:
 class ServedSession(SessionCalls):
     """One wearer's session on a :class:`ModelServer`: the interface of ``RemoteSession``."""
 
-    def __init__(self, server: ModelServer, key: str) -> None:
-        self.server, self.key = server, key
+    def __init__(self, server: ModelServer, key: str, slot: int) -> None:
+        self.server, self.key, self.slot = server, key, slot
 
     @property
     def pid(self) -> int | None:
         return self.server.pid
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.server.request("call", self.key, name, args, kwargs)
+        return self.server.request(self.slot, "call", self.key, name, args, kwargs)
 
     def close(self, timeout: float = 10.0) -> None:
         """Forget this wearer's session; the model stays loaded for the others (and a restart)."""
         try:
-            self.server.request("close", self.key)
+            self.server.request(self.slot, "close", self.key)
         except SessionProcessError:
             pass
+        finally:
+            self.server.release(self.slot)
