@@ -31,5 +31,7 @@ def test_a_40_s_flood_of_1080p_frames_and_an_8k_burst(dds_env, tmp_path):
         assert checks[name], (name, result["final_stats"], proc.stdout[-3000:])
     stats = result["final_stats"]
     assert stats["frames_received"] <= result["published"] == 40 * 30 + 2
-    assert stats["frames_processed"] >= 80 and result["burst"]["acked"]
+    # decisions_keep_pace: >= 95 % of the 80 frames the gate keeps (a frame lost inside DDS under
+    # load may be one of them) + the 8K burst's 2
+    assert stats["frames_processed"] >= 78 and result["burst"]["acked"]
     assert (out / "soak.png").is_file() and len(result["series"]) >= 30
