@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import re
-import signal
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import stop_cleanly
 
 from proassist_ros.ros import nodeset
 from proassist_ros.ros.assistant_config import PARAMS, AssistantConfig
@@ -216,13 +215,7 @@ def test_bringup_runs_both_nodes_with_namespace_and_remaps(spawn, rclpy_context,
     finally:
         executor.shutdown()
         node.destroy_node()
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("bringup did not exit on SIGINT")
-    assert proc.returncode == 0, out
+    stop_cleanly(proc, "bringup")
 
 
 @pytest.mark.dds

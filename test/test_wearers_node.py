@@ -6,7 +6,6 @@ frames, from one shared model process (runtime/model_server.py)."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import stop_cleanly
 from test_bringup import SHIPPED, _children
 
 CAMERA = "test/helpers/camera_publisher.py"
@@ -94,10 +94,4 @@ def test_two_wearers_are_served_in_their_own_namespaces_by_one_model_process(
     finally:
         executor.shutdown()
         node.destroy_node()
-    proc.send_signal(signal.SIGINT)
-    try:
-        out, _ = proc.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        pytest.fail("bringup --wearers did not exit on SIGINT")
-    assert proc.returncode == 0, out
+    stop_cleanly(proc, "bringup --wearers")

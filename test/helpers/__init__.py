@@ -87,3 +87,16 @@ def read_jsonl(path: str | Path) -> list[dict]:
     except FileNotFoundError:
         return []
     return [json.loads(line) for line in text.splitlines(keepends=True) if line.endswith("\n")]
+
+
+def stop_cleanly(proc: subprocess.Popen, what: str, timeout: float = 30.0) -> None:
+    """SIGINT ``proc`` and require a clean exit (status 0) within ``timeout``; kill it otherwise."""
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError(f"{what} did not exit on SIGINT") from None
+    assert proc.returncode == 0, out
