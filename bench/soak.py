@@ -114,8 +114,7 @@ def run(a: argparse.Namespace) -> dict:
         # Prime image_reliability auto (the default): a reliable camera that sends nothing makes
         # the node re-subscribe reliable (it keeps that choice), so no frame of the measured run
         # falls into the best-effort subscription it starts with.
-        primer = _camera(["--count", "0", "--go-on-stdin", "--wait", "60"], cam_env)
-        primer.stdin = None
+        primer = _camera(["--count", "0", "--go-on-stdin", "--wait", "60"], cam_env)  # stdin held open
         while ": reliable," not in (a.out / "node.log").read_text():
             probe.spin_for(0.2)
             if time.monotonic() - t_start > 300:
