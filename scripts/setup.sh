@@ -54,9 +54,9 @@ if [ ! -f "$STAMPS/cmake-fix" ]; then
 fi
 
 # 4. Build msg/ and srv/ into the venv; the source tree is put on sys.path with a .pth file.
-if_hash=$(hash_of CMakeLists.txt package.xml msg/* srv/* proassist_ros/__init__.py)
+if_hash=$(hash_of CMakeLists.txt package.xml msg/* srv/* action/* proassist_ros/__init__.py)
 if [ "$(cat "$STAMPS/interfaces" 2>/dev/null)" != "$if_hash" ]; then
-  step "building msg/ and srv/ into .venv (cmake, ~20 s)"
+  step "building msg/, srv/ and action/ into .venv (cmake, ~20 s)"
   rm -rf "$ROOT/build/venv-interfaces"
   mkdir -p "$ROOT/build/venv-interfaces"
   (cd "$ROOT/build/venv-interfaces" && \
