@@ -41,10 +41,11 @@ def _nodes(context, *args, **kwargs):
                       emulate_tty=True, parameters=[params_file, nodeset.node_parameters(spec, values)],
                       remappings=nodeset.node_remaps(spec, values))
         if values["wearers"]:  # one process, one assistant per wearer, each in its own namespace
-            actions.append(Node(arguments=nodeset.wearer_arguments(values), **common))
+            actions.append(Node(arguments=nodeset.node_arguments(spec, values), **common))
             continue
         kind = LifecycleNode if spec.lifecycle else Node
-        actions.append(kind(name=spec.name, namespace=values["namespace"], **common))
+        actions.append(kind(name=spec.name, namespace=values["namespace"],
+                            arguments=nodeset.node_arguments(spec, values), **common))
     return actions
 
 

@@ -30,7 +30,8 @@ SHIPPED = REPO / "config" / "proassist.yaml"
 # ---- nodeset and parameters file (ROS-free) ----------------------------------------------------
 def test_nodeset_is_consistent():
     names = [n.name for n in nodeset.NODES]
-    assert names == ["assistant", "tts"]
+    assert [n.name for n in nodeset.nodes_for(nodeset.ARGUMENT_DEFAULTS)] == list(
+        nodeset.CORE_NODES) == ["assistant", "tts"]
     arg_names = {a.name for a in nodeset.ARGUMENTS}
     assert len(arg_names) == len(nodeset.ARGUMENTS)
     for spec in nodeset.NODES:
@@ -62,7 +63,7 @@ def test_shipped_params_file_lists_every_parameter_with_its_default():
 
 
 def test_ros_arguments_pass_only_what_was_given():
-    assistant, tts = nodeset.NODES
+    assistant, tts = nodeset.NODES[:2]
     defaults = dict(nodeset.ARGUMENT_DEFAULTS)
     assert nodeset.ros_arguments(assistant, defaults) == [
         "--ros-args", "--params-file", str(SHIPPED)]
@@ -154,7 +155,7 @@ def test_launch_file_builds_what_bringup_builds(launch_file, tmp_path, given):
     nodes = _launched_nodes(launch_file, given)
     values = {**nodeset.ARGUMENT_DEFAULTS, **given}
     assert [type(n).__name__ for n in nodes] == ["LifecycleNode", "Node"]
-    for node, spec in zip(nodes, nodeset.NODES, strict=True):
+    for node, spec in zip(nodes, nodeset.nodes_for(values), strict=True):
         kw = node.kwargs
         assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == (
             "proassist_ros", spec.executable, spec.name, values["namespace"])
@@ -210,7 +211,7 @@ def test_bringup_runs_both_nodes_with_namespace_and_remaps(spawn, rclpy_context,
         # One process per node, as the launch file runs them (docs/performance.md).
         children = _children(proc.pid)
         assert sorted(c.split(" -m ")[1].split()[0] for c in children) == sorted(
-            spec.factory.split(":")[0] for spec in nodeset.NODES), children
+            spec.factory.split(":")[0] for spec in nodeset.nodes_for({})), children
         assert all("__ns:=/robot1" in c for c in children), children
     finally:
         executor.shutdown()

@@ -43,7 +43,7 @@ def node_command(spec: nodeset.NodeSpec, values: dict[str, str], ros_args: list[
     args = nodeset.ros_arguments(spec, values)  # starts with --ros-args
     if not values.get("wearers", ""):  # several wearers: each node has its own namespace
         args += ["-r", f"__ns:=/{values['namespace'].strip('/')}"]
-    return [sys.executable, "-m", module, *nodeset.wearer_arguments(values), *args,
+    return [sys.executable, "-m", module, *nodeset.node_arguments(spec, values), *args,
             *[a for a in ros_args if a != "--ros-args"]]
 
 
@@ -64,8 +64,9 @@ def bringup_main(argv: list[str]) -> int:
     from proassist_ros.ros.dds_profile import apply_default_profile
 
     apply_default_profile()  # inherited by the nodes' processes; a user's own one wins
+    specs = nodeset.nodes_for(values)
     procs = [subprocess.Popen(node_command(spec, values, ros_args), preexec_fn=_die_with_parent)
-             for spec in nodeset.nodes_for(values)]
+             for spec in specs]
     stopping: list[int] = []
 
     def forward(signum: int, _frame: Any) -> None:
@@ -82,14 +83,14 @@ def bringup_main(argv: list[str]) -> int:
         ended = [p for p in procs if p.poll() is not None]
         if ended and not stopping:  # a node died on its own: stop the others, report its code
             code = ended[0].returncode
-            print(f"proassist bringup: {_name(procs.index(ended[0]))} exited with code {code}; "
+            print(f"proassist bringup: {specs[procs.index(ended[0])].name} exited with code {code}; "
                   "stopping the others", file=sys.stderr)
             forward(signal.SIGINT, None)
         for i, proc in enumerate(procs):
             try:
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                print(f"proassist bringup: {_name(i)} did not stop in 30 s; killed", file=sys.stderr)
+                print(f"proassist bringup: {specs[i].name} did not stop in 30 s; killed", file=sys.stderr)
                 proc.kill()
                 proc.wait()
             code = code or (proc.returncode if proc.returncode > 0 else 0)
@@ -105,10 +106,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:  # not glibc Linux: the nodes then outlive a killed bringup
         pass
-
-
-def _name(index: int) -> str:
-    return nodeset.NODES[index].name  # nodes_for keeps the order of NODES
 
 
 def main() -> int:

@@ -48,6 +48,14 @@ class NodeSpec:
     factory: str                 # "module:Class" constructed in-process by bringup
     lifecycle: bool              # a managed node (launch: LifecycleNode)
     arg_params: tuple[str, ...]  # arguments passed to this node as parameters of the same name
+    enabled_by: tuple[str, str] = ("", "")  # (argument, value): started only when it has that
+                                            # value (case-insensitive); ("", ""): always
+    arguments: tuple[str, ...] = ()  # the executable's own arguments (before --ros-args)
+
+    def enabled(self, values: Mapping[str, str]) -> bool:
+        """Whether this node is part of the set for these argument values."""
+        arg, wanted = self.enabled_by
+        return not arg or values.get(arg, "").strip().lower() == wanted
 
 
 # Arguments that become parameters default to "" = not given: the params file (or the node's
@@ -84,14 +92,22 @@ NODES: tuple[NodeSpec, ...] = (
 )
 
 
+CORE_NODES: tuple[str, ...] = ("assistant", "tts")  # started always (one wearer)
+
+
 def nodes_for(values: Mapping[str, str]) -> tuple[NodeSpec, ...]:
-    """The nodes to start: all of them, or with ``wearers`` only the (multi-wearer) assistant."""
-    return NODES[:1] if values.get("wearers", "") else NODES
+    """The nodes to start: the core ones plus those their arguments enable, or with ``wearers``
+    only the (multi-wearer) assistant."""
+    if values.get("wearers", ""):
+        return NODES[:1]
+    return tuple(n for n in NODES if n.enabled(values))
 
 
-def wearer_arguments(values: Mapping[str, str]) -> list[str]:
-    """The assistant executable's own arguments (before ``--ros-args``)."""
-    return ["--wearers", values["wearers"]] if values.get("wearers", "") else []
+def node_arguments(spec: NodeSpec, values: Mapping[str, str]) -> list[str]:
+    """``spec``'s executable's own arguments (before ``--ros-args``)."""
+    if spec.name == "assistant" and values.get("wearers", ""):
+        return ["--wearers", values["wearers"]]
+    return list(spec.arguments)
 
 
 def remaps_for(node: str) -> tuple[Remap, ...]:
