@@ -73,6 +73,9 @@ GUIDANCE = "guidance"
 TASK_STATE = "task_state"
 STATS = "stats"
 USER_UTTERANCE = "user_utterance"
+USER_UTTERANCE_STAMPED = "user_utterance_stamped"  # proassist_ros/Utterance: placed by its stamp
+GUIDE_TASK = "guide_task"      # the GuideTask action
+MARK_STEP = "mark_step"        # the MarkStep service
 TASK = "task"
 
 

@@ -235,6 +235,32 @@ def test_stream_samples_by_stamp_and_feeds_utterances_first():
         stream.detach()
 
 
+def test_stamped_utterance_waits_for_the_frame_where_it_was_said():
+    """ASR turns carry the time speech began: one stamped after the next frame waits for a
+    later frame; one stamped in the past enters with the next backlog, at its own stamp."""
+    session = FakeSession()
+    stream, outputs, errors = _stream(session)
+    try:
+        said_at = (T0 + 12 * NS // 10) / NS  # between the frames at 1.0 s and 1.5 s
+        stream.add_utterance("where is the kettle?", said_at)
+        stream.offer(0, T0)
+        _wait(lambda: len(outputs) == 1)
+        assert not [c for c in session.calls if c[0] == "user"]  # not before frame 0
+        stream.offer(10, T0 + NS)
+        _wait(lambda: len(outputs) == 2)
+        assert not [c for c in session.calls if c[0] == "user"]  # 1.0 s < 1.2 s: still waiting
+        stream.add_utterance("and the mug?", (T0 + NS // 10) / NS)  # said long ago
+        stream.offer(15, T0 + 15 * NS // 10)
+        _wait(lambda: len(outputs) == 3)
+        users = [c for c in session.calls if c[0] == "user"]
+        assert users == [("user", "where is the kettle?", said_at),
+                         ("user", "and the mug?", (T0 + NS // 10) / NS)]
+        assert session.calls.index(users[0]) < session.calls.index(("frame", 15, (T0 + 15 * NS // 10) / NS))
+        assert not errors
+    finally:
+        stream.detach()
+
+
 def test_stream_counts_decode_errors_and_keeps_going():
     session = FakeSession()
     stream, outputs, errors = _stream(session)

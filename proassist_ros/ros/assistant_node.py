@@ -36,9 +36,19 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 from std_srvs.srv import SetBool, Trigger
 
-from proassist_ros.constants import GUIDANCE, MAX_TURN_CHARS, NAMESPACE, STATS, TASK, TASK_STATE, USER_UTTERANCE
+from proassist_ros.constants import (
+    GUIDANCE,
+    MAX_TURN_CHARS,
+    NAMESPACE,
+    NS_PER_S,
+    STATS,
+    TASK,
+    TASK_STATE,
+    USER_UTTERANCE,
+    USER_UTTERANCE_STAMPED,
+)
 from proassist_ros.data.images import ImageDecodeError, image_to_rgb
-from proassist_ros.msg import AssistantStats, Guidance, Task, TaskState
+from proassist_ros.msg import AssistantStats, Guidance, Task, TaskState, Utterance
 from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
 from proassist_ros.ros.assistant_control import AssistantControl
@@ -183,6 +193,9 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                           self._ctl_group)
         self._camera_topic = self._camera.topic
         self._subs = [self.create_subscription(String, USER_UTTERANCE, self._on_utterance, 10,
+                                               callback_group=self._ctl_group),
+                      self.create_subscription(Utterance, USER_UTTERANCE_STAMPED,
+                                               self._on_stamped_utterance, 10,
                                                callback_group=self._ctl_group)]
         self.stream.start()
         self._camera.start()
@@ -252,12 +265,18 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                       throttle_duration_sec=30.0)
         self.stream.offer(msg, stamp_ns)
 
-    def _on_utterance(self, msg: String) -> None:
-        if len(msg.data) > MAX_TURN_CHARS:
-            self.get_logger().warning(f"user utterance of {len(msg.data)} characters cut to {MAX_TURN_CHARS}",
+    def _on_utterance(self, msg: String | Utterance, stamp_s: float | None = None) -> None:
+        text = msg.text if isinstance(msg, Utterance) else msg.data
+        if len(text) > MAX_TURN_CHARS:
+            self.get_logger().warning(f"user utterance of {len(text)} characters cut to {MAX_TURN_CHARS}",
                                       throttle_duration_sec=10.0)
-        if msg.data.strip():
-            self.stream.add_utterance(msg.data)
+        if text.strip():
+            self.stream.add_utterance(text, stamp_s)
+
+    def _on_stamped_utterance(self, msg: Utterance) -> None:
+        """ASR: the turn enters where it was said (a zero stamp: like typed text)."""
+        stamp_ns = conv.time_to_ns(msg.header.stamp)
+        self._on_utterance(msg, stamp_ns / NS_PER_S if stamp_ns else None)
 
     def _on_incompatible_qos(self, info: Any) -> None:
         self.stream.counters.add(incompatible_qos_events=info.total_count_change)

@@ -12,7 +12,6 @@ One lock serialises every use of the session and the publication of its outputs.
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
@@ -73,7 +72,8 @@ class FrameStream(Generic[P]):
         self._mailbox: FrameBacklog[Job[P]] = FrameBacklog(1)
         self._worker = MailboxWorker(self._mailbox, self._process, on_error)
         self._on_error = on_error
-        self._utterances: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._utterances: list[tuple[str, float | None]] = []  # (text, stamp_s or None)
+        self._utterances_lock = threading.Lock()
         self.counters = StreamCounters()
         self._window, self._rate, self._stages = StatsWindow(), RateMeter(), StageWindow()
         self.enabled = True
@@ -152,9 +152,20 @@ class FrameStream(Generic[P]):
                           overwritten=int(replaced is not None))
         return kept
 
-    def add_utterance(self, text: str) -> None:
-        """A user utterance; it enters the session right before the next processed frame."""
-        self._utterances.put(text)
+    def add_utterance(self, text: str, stamp_s: float | None = None) -> None:
+        """A user utterance. Without a stamp (typed text) it enters right before the next
+        processed frame; with one (ASR: when the wearer started speaking) it waits for the first
+        processed frame stamped at or after it, so it sits where it was said."""
+        with self._utterances_lock:
+            self._utterances.append((text, stamp_s))
+
+    def _due_utterances(self, newest_s: float) -> list[tuple[str, float]]:
+        """The utterances that enter with a backlog ending at ``newest_s``, with their stamps."""
+        with self._utterances_lock:
+            due = [(t, newest_s if s is None else s) for t, s in self._utterances
+                   if s is None or s <= newest_s]
+            self._utterances = [(t, s) for t, s in self._utterances if s is not None and s > newest_s]
+        return due
 
     def _process(self, jobs: list[Job[P]]) -> None:
         """Decode the waiting frames and give them to the session as one backlog (oldest first).
@@ -180,8 +191,8 @@ class FrameStream(Generic[P]):
             session = self._session
             if session is None:
                 return
-            while not self._utterances.empty():
-                session.push_user_utterance(self._utterances.get(), newest_s)
+            for text, stamp_s in self._due_utterances(newest_s):
+                session.push_user_utterance(text, stamp_s)
             results = session.push_frames([(rgb, job.stamp_ns / NS_PER_S) for job, rgb in good])
             self._context_tokens = int(session.context_tokens)
             self._window.add(newest_s, time.monotonic() - start)
