@@ -59,6 +59,8 @@ MAX_TURN_CHARS = 2000
 1 MB message cannot flood the context (about 500 tokens at most; the embedded model's L is 1024)."""
 MAX_KNOWLEDGE_CHARS = 8000
 """Longest recipe (task knowledge) fed to the model."""
+MAX_SOURCE_CHARS = 64
+"""Longest ``source`` name of a MarkStep call shown to the model."""
 MAX_TASK_STEPS = 500
 """Most steps a task keeps (TaskState, step matching); more are cut and counted."""
 

@@ -1,7 +1,8 @@
 """A session's durable state, and resuming from it after a crash (kill -9, power loss).
 
 What survives: the session id, the task (goal, recipe, steps), the task state (current and
-completed steps, progress summary, clock), the guidance ``seq`` and the summary count. What does
+completed steps, steps marked from outside, progress summary, clock), the guidance ``seq`` and the
+summary count. What does
 not: the KV cache (frames and turns since the last summary) — the resumed session restarts its
 context exactly as IPS does after a summary (spec §3.1 step 4: BOS + one system message with the
 prompt, the progress summary and the recipe), so to the model a crash looks like one more IPS
@@ -37,6 +38,7 @@ def snapshot(session: Any) -> dict[str, Any]:
         "user_seen": session._user_seen,
         "task_state": dataclasses.asdict(tracker.state),
         "task_start_stamp": tracker._start_stamp,
+        "task_marks": {str(i): done for i, done in tracker.marks.items()},
     }
 
 
@@ -75,6 +77,7 @@ def resume(session: Any, snap: dict[str, Any]) -> str:
             session._tracker.state = state
             start = snap["task_start_stamp"]
             session._tracker._start_stamp = None if start is None else float(start)
+            session._tracker.marks = {int(i): bool(d) for i, d in snap.get("task_marks", {}).items()}
             chat, cfg = session.model.chat, session.config
             content = ctx.system_content(cfg, carried_summary(state), session._knowledge)
             session._pending = chat.bos_ids() + chat.message_ids("system", content)

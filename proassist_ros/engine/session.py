@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from proassist_ros.constants import MAX_KNOWLEDGE_CHARS, MAX_TASK_STEPS, MAX_TURN_CHARS
+from proassist_ros.constants import MAX_KNOWLEDGE_CHARS, MAX_SOURCE_CHARS, MAX_TASK_STEPS, MAX_TURN_CHARS
 from proassist_ros.model.streaming import StreamState, forward_chunk, step_frame
 
 from . import context as ctx
@@ -147,6 +147,25 @@ class AssistantSession:
             self._inbox.append(("task", goal, knowledge, float("-inf")))
         return self.session_id
 
+    def mark_step(self, index: int, done: bool, source: str = "") -> TaskStateData:
+        """A step done (or not) by an outside account (a robot saw it): the task state moves, and
+        a short system line enters before the next frame so the model knows. ValueError for a
+        step that does not exist."""
+        with self._lock:
+            self._tracker.mark(int(index), bool(done))
+            who = " ".join(str(source).split())[:MAX_SOURCE_CHARS] or "external"
+            line = (f"[{who}] Step {index + 1} is {'done' if done else 'not done'}: "
+                    f"{self._tracker.state.steps[index]}")
+        with self._inbox_lock:
+            self._inbox.append(("note", line, float("-inf")))
+        return self.task_state()
+
+    def end_task(self, status: int) -> TaskStateData:
+        """End the task from outside (a cancelled GuideTask goal); the model keeps its context."""
+        with self._lock:
+            self._tracker.end(int(status))
+        return self.task_state()
+
     def _cap(self, text: str, limit: int) -> str:
         """``text`` cut to ``limit`` characters (counted in ``inputs_truncated``)."""
         if len(text) <= limit:
@@ -258,10 +277,13 @@ class AssistantSession:
                 if self._goal_fed and same_text(item[1], self._goal_fed):
                     continue  # the user saying the goal that set_task already gave: not twice
                 ids += chat.message_ids("user", item[1])
+                self._tracker.on_user(item[1])
                 has_user = answer = True
                 if not self._user_seen and self._recipe_waiting:
                     ids += self._inject_knowledge(self._recipe_waiting)
                 self._user_seen = True
+            elif item[0] == "note":  # ("note", line, _): a robot marked a step (mark_step)
+                ids += chat.message_ids("system", item[1])
             else:  # ("task", goal, recipe, _)
                 _, goal, recipe, _ = item
                 if goal:

@@ -94,6 +94,12 @@ class SessionCalls:
     def reset(self, *args: Any, **kwargs: Any) -> Any:
         return self.call("reset", *args, **kwargs)
 
+    def mark_step(self, index: int, done: bool, source: str = "") -> Any:
+        return self.call("mark_step", index, done, source)
+
+    def end_task(self, status: int) -> Any:
+        return self.call("end_task", status)
+
     def update_config(self, **changes: Any) -> Any:
         return self.call("update_config", **changes)
 
