@@ -20,31 +20,37 @@ from proassist_ros.ros import assistant_config as params
 from proassist_ros.srv import SetTask
 
 if TYPE_CHECKING:
+    from proassist_ros.ros.guide_task import GuideTaskServer
     from proassist_ros.runtime.stream import FrameStream
 
 
 class AssistantControl:
-    """Services, the task topic and parameter callbacks; needs ``stream``, ``cfg``,
-    ``_publish_state`` and the Node API (``get_logger``) from the class it is mixed into."""
+    """Services, the task topic and parameter callbacks; needs ``stream``, ``cfg``, ``_guide``,
+    ``publish_task_state`` and the Node API (``get_logger``) from the class it is mixed into."""
 
     stream: FrameStream
     cfg: params.AssistantConfig | None
+    _guide: GuideTaskServer | None
 
-    def _set_task(self, goal: str, knowledge: str, steps: tuple[str, ...], reset: bool) -> str:
-        """The set_task service and the task topic: give the session its task; its session id."""
+    def set_task_now(self, goal: str, knowledge: str, steps: tuple[str, ...], reset: bool,
+                     by_goal: bool = False) -> str:
+        """The set_task service, the task topic and a GuideTask goal (``by_goal``): give the
+        session its task; its session id. A running goal is superseded (ros/guide_task.py)."""
         def set_task(session: Any) -> str:
             session.set_task(goal, knowledge=knowledge, steps=steps, reset_context=reset)
-            self._publish_state(session.task_state(), force=True)  # under the session lock:
-            return session.session_id                               # never overtaken by a frame
+            self.publish_task_state(session.task_state(), force=True)  # under the session lock:
+            return session.session_id                                   # never overtaken by a frame
 
         session_id = self.stream.with_session(set_task)
         if reset:
             self.stream.reset_grid()
+        if not by_goal and self._guide is not None:
+            self._guide.supersede("a set_task call or a Task message")
         return session_id
 
     def _on_set_task(self, req: SetTask.Request, resp: SetTask.Response) -> SetTask.Response:
         try:
-            resp.session_id = self._set_task(req.goal, req.knowledge, tuple(req.steps),
+            resp.session_id = self.set_task_now(req.goal, req.knowledge, tuple(req.steps),
                                              req.reset_context)
         except Exception as exc:  # noqa: BLE001 - the engine validates; the caller gets why
             resp.success, resp.message = False, f"{type(exc).__name__}: {exc}"
@@ -56,7 +62,7 @@ class AssistantControl:
         """``task`` topic: exactly what set_task does (step_groups are not used by the node)."""
         name = msg.task_id or msg.goal
         try:
-            session_id = self._set_task(msg.goal, msg.knowledge, tuple(msg.steps),
+            session_id = self.set_task_now(msg.goal, msg.knowledge, tuple(msg.steps),
                                         msg.reset_context)
         except Exception as exc:  # noqa: BLE001 - a bad task must not kill the node; say why
             self.get_logger().error(f"task {name!r} refused: {type(exc).__name__}: {exc}")
@@ -75,7 +81,7 @@ class AssistantControl:
     def _on_reset(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         def reset(session: Any) -> str:
             session.reset()
-            self._publish_state(session.task_state(), force=True)
+            self.publish_task_state(session.task_state(), force=True)
             return session.session_id
 
         try:
@@ -90,7 +96,7 @@ class AssistantControl:
         if not req.data:
             self.stream.discard_pending()
         try:  # TaskState says PAUSED while disabled
-            self.stream.with_session(lambda session: self._publish_state(session.task_state()))
+            self.stream.with_session(lambda session: self.publish_task_state(session.task_state()))
         except RuntimeError:
             pass  # not configured: nothing to publish
         resp.success, resp.message = True, "enabled" if req.data else "disabled"

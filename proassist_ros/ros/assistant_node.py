@@ -53,6 +53,7 @@ from proassist_ros.ros import assistant_config as params
 from proassist_ros.ros import conversions as conv
 from proassist_ros.ros.assistant_control import AssistantControl
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.guide_task import GuideTaskServer
 from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.qos_adapt import AUTO, BEST_EFFORT, CameraSubscription, ReliabilityChoice
 from proassist_ros.ros.spin import run_nodes
@@ -96,6 +97,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self._camera_topic = ""  # resolved camera topic, for log messages
         self._qos_resolved = 0  # incompatible-QoS events resolved by an auto re-subscription
         self._state_msg: TaskState | None = None
+        self._guide: GuideTaskServer | None = None  # guide_task action + mark_step (configured)
         self._state_key: tuple | None = None
         self._frame_header: Header | None = None
         self._prev_snap, self._qos_event_at = None, float("-inf")
@@ -151,6 +153,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
                                           callback_group=self._ctl_group),
             "tick": self.create_timer(1.0, self._tick, callback_group=self._ctl_group),
         }
+        self._guide = GuideTaskServer(self, self, self._ctl_group)
         self.get_logger().info(f"configured: model {cfg.model!r}, {cfg.fps:g} fps, θ={engine_cfg.theta:g}, "
                                f"context limit {engine_cfg.context_limit} ({engine_cfg.context_strategy})")
         return Ret.SUCCESS
@@ -201,7 +204,7 @@ class AssistantNode(AssistantControl, LifecycleNode):
         self._camera.start()
         self._active = True
         result = super().on_activate(state)
-        self.stream.with_session(lambda s: self._publish_state(s.task_state(), force=True))
+        self.stream.with_session(lambda s: self.publish_task_state(s.task_state(), force=True))
         self.get_logger().info(f"active: {self._camera_topic} (image_reliability "
                                f"{cfg.image_reliability}, depth {cfg.image_depth})")
         return result
@@ -243,6 +246,9 @@ class AssistantNode(AssistantControl, LifecycleNode):
             self.get_logger().warning("inference thread still busy; it ends after this frame")
 
     def _release(self) -> None:
+        if self._guide is not None:
+            self._guide.close()
+            self._guide = None
         destroyers = ((LifecyclePublisher, self.destroy_lifecycle_publisher),
                       (Publisher, self.destroy_publisher), (Timer, self.destroy_timer),
                       (Subscription, self.destroy_subscription))
@@ -328,20 +334,27 @@ class AssistantNode(AssistantControl, LifecycleNode):
         if out.result.spoke and "guidance" in self._entities:
             self._entities["guidance"].publish(
                 conv.guidance_msg(out.result, header, out.session_id, out.latency_s()))
-        self._publish_state(out.state)
+            if self._guide is not None:
+                self._guide.on_guidance()
+        self.publish_task_state(out.state)
 
     # ---- outputs -----------------------------------------------------------------------------
-    def _publish_state(self, state: Any, force: bool = False) -> None:
+    def publish_task_state(self, state: Any, force: bool = False) -> TaskState | None:
+        """Publish ``state`` when it changed (or ``force``); the message in force. Call under the
+        session lock, so states go out in the order the session made them."""
         if not self.stream.enabled and state.status == TaskState.STATUS_ACTIVE:
             state = dataclasses.replace(state, status=TaskState.STATUS_PAUSED)  # /enable false
         key = conv.task_state_key(state)
         if key == self._state_key and not force:
-            return
+            return self._state_msg
         header = self._frame_header or Header(stamp=self.get_clock().now().to_msg(),
                                               frame_id=self.cfg.frame_id if self.cfg else "")
         self._state_key, self._state_msg = key, conv.task_state_msg(state, header)
         if "task_state" in self._entities:
             self._entities["task_state"].publish(self._state_msg)
+        if self._guide is not None:
+            self._guide.on_state(self._state_msg)  # GuideTask feedback / completion
+        return self._state_msg
 
     def _tick(self) -> None:
         """1 Hz: stats, the TaskState heartbeat and /diagnostics."""
