@@ -4,7 +4,8 @@ Arguments, nodes, parameters and remaps come from ``proassist_ros.ros.nodeset``,
 ``proassist bringup`` uses (no wheel of ``launch`` exists, so that command is the way to start
 the system without a ROS install). Arguments (``ros2 launch ... --show-args``):
 params_file, namespace, use_sim_time, autostart, image_topic, guidance_topic,
-user_utterance_topic, task_state_topic, wearers.
+user_utterance_topic, task_state_topic, example (robot_helper: the example robot-side node),
+wearers.
 
 The assistant is a LifecycleNode that configures and activates itself (its ``autostart``
 parameter, default true), so no lifecycle manager is needed; with ``autostart:=false`` drive it

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Entry point installed by CMake as lib/proassist_ros/{proassist_node,proassist_tts_node,proassist}.
+"""Entry point installed by CMake as lib/proassist_ros/<each executable of nodeset.NODES>, proassist.
 
 `ros2 run proassist_ros proassist_node` runs this file under the executable's name; dispatch on it.
 """
@@ -10,6 +10,7 @@ import sys
 _TARGETS = {
     "proassist_node": "proassist_ros.ros.assistant_node",
     "proassist_tts_node": "proassist_ros.ros.tts_node",
+    "proassist_robot_helper": "proassist_ros.examples.robot_helper",
     "proassist": "proassist_ros.cli",
 }
 

@@ -21,7 +21,7 @@ from helpers import stop_cleanly
 
 from proassist_ros.ros import nodeset
 from proassist_ros.ros.assistant_config import PARAMS, AssistantConfig
-from proassist_ros.ros.bringup import parse_args
+from proassist_ros.ros.bringup import node_command, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "config" / "proassist.yaml"
@@ -43,8 +43,13 @@ def test_nodeset_is_consistent():
     for remap in nodeset.REMAPS:
         assert remap.arg in arg_names and set(remap.nodes) <= set(names)
     scripts = (REPO / "setup.py").read_text()
-    for spec in nodeset.NODES:
-        assert f'"{spec.executable} = {spec.factory.split(":")[0]}:main"' in scripts
+    cmake, entry = (REPO / "CMakeLists.txt").read_text(), (REPO / "scripts" / "ros_entry.py").read_text()
+    for spec in nodeset.NODES:  # `ros2 run` / the launch file and bringup find the same module
+        module = spec.factory.split(":")[0]
+        assert f'"{spec.executable} = {module}:main"' in scripts
+        assert f"RENAME {spec.executable})" in cmake, spec.executable
+        assert f'"{spec.executable}": "{module}"' in entry, spec.executable
+        assert not spec.enabled_by[0] or spec.enabled_by[0] in arg_names
 
 
 def test_shipped_params_file_lists_every_parameter_with_its_default():
@@ -78,6 +83,18 @@ def test_ros_arguments_pass_only_what_was_given():
         "-r", "guidance:=/out/guidance"]
     assert nodeset.node_parameters(assistant, given) == {
         "use_sim_time": True, "autostart": False, "image_topic": "/cam/image"}
+
+
+def test_optional_nodes_follow_their_arguments():
+    names = lambda **v: [n.name for n in nodeset.nodes_for({**nodeset.ARGUMENT_DEFAULTS, **v})]  # noqa: E731
+    assert names() == ["assistant", "tts"]
+    assert names(example="robot_helper") == ["assistant", "tts", "robot_helper"]
+    assert names(example="Robot_Helper") == ["assistant", "tts", "robot_helper"]
+    assert names(example="robot_helper", wearers="a,b") == ["assistant"]
+    values, _ = parse_args(["--example", "robot_helper", "--namespace", "r1"])
+    helper = nodeset.nodes_for(values)[-1]
+    cmd = node_command(helper, values, [])
+    assert cmd[1:3] == ["-m", "proassist_ros.examples.robot_helper"] and "__ns:=/r1" in cmd
 
 
 def test_bringup_cli_arguments():
@@ -150,11 +167,15 @@ def _launched_nodes(launch_file: Any, given: dict[str, str]) -> list[Any]:
                                         "use_sim_time": "true", "autostart": "false",
                                         "image_topic": "/cam/image",
                                         "guidance_topic": "/out/guidance",
-                                        "user_utterance_topic": "/asr/text"}])
+                                        "user_utterance_topic": "/asr/text"},
+                                   {"example": "robot_helper"}])
 def test_launch_file_builds_what_bringup_builds(launch_file, tmp_path, given):
     nodes = _launched_nodes(launch_file, given)
     values = {**nodeset.ARGUMENT_DEFAULTS, **given}
-    assert [type(n).__name__ for n in nodes] == ["LifecycleNode", "Node"]
+    assert [type(n).__name__ for n in nodes] == ["LifecycleNode", "Node"] + (
+        ["Node"] if given.get("example") else [])
+    assert [n.kwargs["executable"] for n in nodes][2:] == (
+        ["proassist_robot_helper"] if given.get("example") else [])
     for node, spec in zip(nodes, nodeset.nodes_for(values), strict=True):
         kw = node.kwargs
         assert (kw["package"], kw["executable"], kw["name"], kw["namespace"]) == (

@@ -72,6 +72,9 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("guidance_topic", GUIDANCE, "Guidance topic (assistant → tts)"),
     Argument("user_utterance_topic", USER_UTTERANCE, "user utterances (std_msgs/String) in"),
     Argument("task_state_topic", TASK_STATE, "TaskState topic"),
+    Argument("example", "", "robot_helper: also start the example robot-side node "
+             "(proassist_ros/examples/robot_helper.py: a GuideTask client that hands over what "
+             "the next step needs; the set ends when the task does); '': none"),
     Argument("wearers", "", "comma-separated wearer names: one assistant per wearer in namespace "
              "/<wearer>/proassist, camera /<wearer><image_topic>, all on one shared model process "
              "(replaces namespace; no TTS node: each wearer's rig runs its own); '': one wearer"),
@@ -89,6 +92,9 @@ NODES: tuple[NodeSpec, ...] = (
              lifecycle=True, arg_params=("use_sim_time", "autostart", "image_topic")),
     NodeSpec("tts", "proassist_tts_node", "proassist_ros.ros.tts_node:TtsNode",
              lifecycle=False, arg_params=("use_sim_time",)),
+    NodeSpec("robot_helper", "proassist_robot_helper",
+             "proassist_ros.examples.robot_helper:RobotHelper", lifecycle=False,
+             arg_params=("use_sim_time",), enabled_by=("example", "robot_helper")),
 )
 
 
