@@ -30,7 +30,7 @@ from pathlib import Path
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, absolute
 from proassist_ros.data.bags import check_bag
-from proassist_ros.data.dataset_read import bag_info
+from proassist_ros.data.dataset_read import bag_info, read_episode_base
 from proassist_ros.model.spec import check_spec
 from proassist_ros.utils import netns
 
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         bag = check_bag(sample_bag(args.bag))
         bag_info(bag)  # readable to the end (a truncated bag fails here, named)
+        read_episode_base(bag)  # a camera, and text topics of the right types
         check_spec(args.model)
         netns.reexec_isolated(netns.python_argv())
     except (RuntimeError, FileNotFoundError, ValueError) as exc:

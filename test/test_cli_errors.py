@@ -14,13 +14,13 @@ SAMPLE = str(Path(__file__).resolve().parents[1] / "samples" / "test_0004_take_m
 
 # (subcommand argv with {p} for the bad path, which bad kinds apply)
 CASES = [
-    ("eval {p} --out {o}", "mewt"),
+    ("eval {p} --out {o}", "mewtrn"),
     ("eval " + SAMPLE + " --out {o} --model {p}", "mew"),
-    ("replay {p}", "mewt"),
-    ("dataset info {p}", "mewt"),
-    ("dataset export {p} --out {o}", "mewt"),
+    ("replay {p}", "mewtrn"),
+    ("dataset info {p}", "mewt"),  # r, n: info describes such a bag (no error expected)
+    ("dataset export {p} --out {o}", "mewtr"),
     ("dataset import {p} --out {o}", "mew"),
-    ("train --data {p} --out {o}", "mewt"),
+    ("train --data {p} --out {o}", "mewtrn"),
     ("train --data " + SAMPLE + " --out {o} --tower {p}", "mew"),
     ("train --data " + SAMPLE + " --out {o} --base {p}", "mew"),
     ("train vision pretrain --data {p} --out {o}", "mew"),
@@ -29,13 +29,41 @@ CASES = [
     ("train pipeline --out {p}", "w"),  # a missing or empty --out is a new run: it starts work
     ("synth --out {p} --videos 1 --split test --seed 1", "w"),
     ("bringup --params-file {p}", "mew"),
-    ("demo --bag {p}", "mewt"),
+    ("demo --bag {p}", "mewtrn"),
     ("demo --model {p}", "mew"),
     ("bench --quick --model {p}", "mew"),
     ("bench --quick --ros-bag {p}", "ewt"),  # a missing name is looked up among the samples
     ("bench --quick --agreement-bags {p}", "mewt"),
 ]
-KINDS = {"m": "missing", "e": "empty", "w": "wrong.txt", "t": "truncated_bag"}
+KINDS = {"m": "missing", "e": "empty", "w": "wrong.txt", "t": "truncated_bag",
+         "r": "wrong_reference_type_bag", "n": "no_camera_bag"}
+# What the bad bags must say (besides their name): a user fixing the bag needs the reason.
+REASONS = {"r": "/proassist/reference has type std_msgs/msg/String, expected "
+                "proassist_ros/msg/Guidance", "n": "no camera topic"}
+
+
+def _other_tool_bag(path: Path, camera: bool) -> None:
+    """A bag written with rosbags' own Writer (not our dataset writer): a camera (unless not
+    ``camera``) and a /proassist/reference topic of the wrong type (std_msgs/String)."""
+    import numpy as np
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    ts = get_typestore(Stores.ROS2_HUMBLE)
+    t = ts.types
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        ref = w.add_connection("/proassist/reference", "std_msgs/msg/String", typestore=ts)
+        cam = w.add_connection("/camera/image_raw", "sensor_msgs/msg/Image", typestore=ts) if camera else None
+        for i in range(6):
+            ns = 1_700_000_000 * 10**9 + i * 250_000_000
+            if cam is not None:
+                stamp = t["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9)
+                img = t["sensor_msgs/msg/Image"](
+                    header=t["std_msgs/msg/Header"](stamp=stamp, frame_id="cam"), height=24,
+                    width=32, encoding="rgb8", is_bigendian=0, step=96,
+                    data=np.zeros(24 * 96, np.uint8))
+                w.write(cam, ns, ts.serialize_cdr(img, "sensor_msgs/msg/Image"))
+        w.write(ref, ns, ts.serialize_cdr(t["std_msgs/msg/String"](data="hi"), "std_msgs/msg/String"))
 
 
 def _bad(tmp_path: Path, kind: str) -> Path:
@@ -46,6 +74,8 @@ def _bad(tmp_path: Path, kind: str) -> Path:
         shutil.copytree(SAMPLE, bag)
         storage = next(bag.glob("*.mcap"))
         storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    if kind in "rn":
+        _other_tool_bag(tmp_path / KINDS[kind], camera=kind == "r")
     return tmp_path / KINDS[kind]
 
 
@@ -65,4 +95,5 @@ def test_bad_paths_give_one_line_errors(template, kind, tmp_path, capsys):
     assert code not in (0, None), (argv, err)
     assert "Traceback" not in err, err
     assert len(lines) == 1 and lines[0].startswith("proassist") and bad.name in lines[0], (argv, err)
+    assert REASONS.get(kind, "") in lines[0], (argv, err)
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.safetensors"))
