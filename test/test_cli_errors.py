@@ -3,6 +3,7 @@ kind: a one-line error naming the path and a non-zero exit, never a traceback.""
 
 from __future__ import annotations
 
+import random
 import shutil
 from pathlib import Path
 
@@ -14,13 +15,13 @@ SAMPLE = str(Path(__file__).resolve().parents[1] / "samples" / "test_0004_take_m
 
 # (subcommand argv with {p} for the bad path, which bad kinds apply)
 CASES = [
-    ("eval {p} --out {o}", "mewtrn"),
+    ("eval {p} --out {o}", "mewtrnd"),
     ("eval " + SAMPLE + " --out {o} --model {p}", "mew"),
-    ("replay {p}", "mewtrn"),
+    ("replay {p}", "mewtrnd"),
     ("dataset info {p}", "mewt"),  # r, n: info describes such a bag (no error expected)
-    ("dataset export {p} --out {o}", "mewtr"),
+    ("dataset export {p} --out {o}", "mewtrd"),
     ("dataset import {p} --out {o}", "mew"),
-    ("train --data {p} --out {o}", "mewtrn"),
+    ("train --data {p} --out {o}", "mewtrnd"),
     ("train --data " + SAMPLE + " --out {o} --tower {p}", "mew"),
     ("train --data " + SAMPLE + " --out {o} --base {p}", "mew"),
     ("train vision pretrain --data {p} --out {o}", "mew"),
@@ -29,17 +30,18 @@ CASES = [
     ("train pipeline --out {p}", "w"),  # a missing or empty --out is a new run: it starts work
     ("synth --out {p} --videos 1 --split test --seed 1", "w"),
     ("bringup --params-file {p}", "mew"),
-    ("demo --bag {p}", "mewtrn"),
+    ("demo --bag {p}", "mewtrnd"),
     ("demo --model {p}", "mew"),
     ("bench --quick --model {p}", "mew"),
     ("bench --quick --ros-bag {p}", "ewt"),  # a missing name is looked up among the samples
     ("bench --quick --agreement-bags {p}", "mewt"),
 ]
 KINDS = {"m": "missing", "e": "empty", "w": "wrong.txt", "t": "truncated_bag",
-         "r": "wrong_reference_type_bag", "n": "no_camera_bag"}
+         "r": "wrong_reference_type_bag", "n": "no_camera_bag", "d": "damaged_middle_bag"}
 # What the bad bags must say (besides their name): a user fixing the bag needs the reason.
 REASONS = {"r": "/proassist/reference has type std_msgs/msg/String, expected "
-                "proassist_ros/msg/Guidance", "n": "no camera topic"}
+                "proassist_ros/msg/Guidance", "n": "no camera topic",
+           "d": "cannot read this bag"}
 
 
 def _other_tool_bag(path: Path, camera: bool) -> None:
@@ -74,6 +76,14 @@ def _bad(tmp_path: Path, kind: str) -> Path:
         shutil.copytree(SAMPLE, bag)
         storage = next(bag.glob("*.mcap"))
         storage.write_bytes(storage.read_bytes()[: storage.stat().st_size // 2])
+    if kind == "d":  # 4 KiB of noise in the middle of a real bag: its index and end are intact
+        bag = tmp_path / KINDS[kind]
+        shutil.copytree(SAMPLE, bag)
+        storage = next(bag.glob("*.mcap"))
+        data = bytearray(storage.read_bytes())
+        middle = len(data) // 2
+        data[middle:middle + 4096] = random.Random(0).randbytes(4096)
+        storage.write_bytes(bytes(data))
     if kind in "rn":
         _other_tool_bag(tmp_path / KINDS[kind], camera=kind == "r")
     return tmp_path / KINDS[kind]

@@ -102,7 +102,24 @@ def connection_messages(reader: Any, conns: Collection[Any]) -> Iterator[tuple[A
     """
     if not conns:
         return iter(())
-    return reader.messages(connections=list(conns))
+    paths = getattr(reader, "paths", None) or ["bag"]
+    return guarded(paths[0], reader.messages(connections=list(conns)))
+
+
+def guarded(path: Path | str, messages: Iterable[Any]) -> Iterator[Any]:
+    """``messages`` of a rosbags reader; damaged storage met while reading (a chunk overwritten
+    in the middle of a bag: rosbags' storage readers then raise OverflowError, struct.error, …)
+    becomes a ValueError naming the bag."""
+    it = iter(messages)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except Exception as exc:  # noqa: BLE001 - any storage-level failure, named
+            raise ValueError(f"{path}: cannot read this bag: damaged data "
+                             f"({type(exc).__name__}: {exc})") from None
+        yield item
 
 
 @contextmanager
@@ -129,7 +146,7 @@ def read_bag(path: Path, topics: Iterable[str] | None = None) -> Iterator[BagMes
     wanted = None if topics is None else set(topics)
     with open_bag(path) as reader:
         if wanted is None:
-            stream = reader.messages()
+            stream = guarded(path, reader.messages())
         else:
             stream = connection_messages(reader, [c for c in reader.connections if c.topic in wanted])
         for conn, t_ns, raw in stream:

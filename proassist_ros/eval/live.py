@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from proassist_ros.constants import GUIDANCE_TOPIC, NS_PER_S
-from proassist_ros.data.bags import typestore
+from proassist_ros.data.bags import connection_messages, open_bag
 from proassist_ros.data.dataset_read import read_episode_base
 from proassist_ros.data.episode import spoken_references
 from proassist_ros.eval.content import vocabulary_for
@@ -51,14 +51,12 @@ def read_guidance(outputs: Path, t0_ns: int, topic: str = GUIDANCE_TOPIC,
 
     Raises ValueError when the recording has no Guidance on ``topic`` (a wrong file or topic).
     """
-    from rosbags.highlevel import AnyReader
-
     out: list[LiveUtterance] = []
-    with AnyReader([Path(outputs)], default_typestore=typestore()) as reader:
+    with open_bag(outputs) as reader:
         conns = [c for c in reader.connections if c.topic == topic and c.msgtype == GUIDANCE_TYPE]
         if not conns:  # a topic without messages is fine: the assistant stayed silent
             raise ValueError(f"{outputs}: no {GUIDANCE_TYPE} topic {topic}")
-        for conn, _, raw in reader.messages(connections=conns):
+        for conn, _, raw in connection_messages(reader, conns):
             g = reader.deserialize(raw, conn.msgtype)
             if session_id is not None and g.session_id != session_id:
                 continue
