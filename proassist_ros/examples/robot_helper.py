@@ -125,6 +125,9 @@ class RobotHelper(Node):
             self.done.set()
             return
         handle.get_result_async().add_done_callback(self._on_result)
+        self.get_logger().info(
+            "goal accepted; it ends when the wearer says they are done, when every step is marked "
+            f"done ({self.resolve_topic_name('mark_step')}), or when it is canceled or superseded")
 
     def _on_feedback(self, msg: Any) -> None:
         state: TaskState = msg.feedback.state
