@@ -17,6 +17,8 @@ need=()
 for pair in espeak-ng:espeak-ng sox:sox cmake:cmake g++:g++ unshare:util-linux ip:iproute2 aplay:alsa-utils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
+# PortAudio (a library, no command) for the microphone node's sounddevice.
+ldconfig -p 2>/dev/null | grep -q 'libportaudio\.so\.2' || need+=(libportaudio2)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     step "apt-get install ${need[*]}"
