@@ -79,6 +79,8 @@ USER_UTTERANCE_STAMPED = "user_utterance_stamped"  # proassist_ros/Utterance: pl
 GUIDE_TASK = "guide_task"      # the GuideTask action
 MARK_STEP = "mark_step"        # the MarkStep service
 TASK = "task"
+AUDIO = "audio"                # proassist_ros/AudioChunk from the microphone node
+VOICE_ACTIVITY = "voice_activity"  # proassist_ros/VoiceActivity: onset/end of the wearer's speech
 
 
 def absolute(name: str, namespace: str = NAMESPACE) -> str:

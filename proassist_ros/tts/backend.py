@@ -125,9 +125,10 @@ class WavBackend:
     name = "wav"
 
     def __init__(self, *, play_audio: bool = True, player: AudioPlayer | None = None,
-                 logger: Log | None = None) -> None:
+                 logger: Log | None = None, pace_without_device: bool = False) -> None:
         self._log = logger or LOG
         self._play_audio = play_audio
+        self._pace = pace_without_device
         self._player = player if player is not None else (
             AudioPlayer(logger=self._log) if play_audio else None)
         self._lock = threading.Lock()
@@ -152,6 +153,11 @@ class WavBackend:
             played = False
             if not cancel.is_set() and self._play_audio and self._player is not None:
                 played = self._player.play(target, cancel, timeout_s=audio_s + 5.0)
+            if not played and self._pace and not cancel.is_set():
+                # No sound card: take as long as the audio would (cancellable), so "speaking"
+                # and barge-in behave as on a rig. Off by default: without a device the honest
+                # default is "written, not played", at once.
+                cancel.wait(audio_s)
             return SpeakResult(wav_path, audio_s, synth_s, played, cancel.is_set())
         finally:
             with self._lock:

@@ -170,12 +170,14 @@ class Pyttsx3Backend(WavBackend):
 
     def __init__(self, voice: str = DEFAULT_VOICE, rate: int = 170, volume: float = 1.0, *,
                  play_audio: bool = True, player: AudioPlayer | None = None,
-                 logger: Log | None = None, timeout_s: float = 30.0) -> None:
+                 logger: Log | None = None, timeout_s: float = 30.0,
+                 pace_without_device: bool = False) -> None:
         if not 0.0 <= volume <= 1.0:
             raise ValueError(f"volume must be in [0, 1], got {volume}")
         if rate <= 0:
             raise ValueError(f"rate must be positive words/min, got {rate}")
-        super().__init__(play_audio=play_audio, player=player, logger=logger)
+        super().__init__(play_audio=play_audio, player=player, logger=logger,
+                         pace_without_device=pace_without_device)
         self._engine = _EspeakThread.get()
         self._timeout_s = timeout_s
         try:

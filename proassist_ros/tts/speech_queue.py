@@ -6,6 +6,11 @@ is dropped and counted instead of spoken; an ``interrupt`` item jumps ahead of e
 cancels the utterance in progress; a full queue sheds its least important item (the oldest
 among equals: newer guidance is the more relevant).
 
+Barge-in: when the wearer starts talking, ``barge_in(onset_s)`` cancels the utterance in progress,
+drops queued guidance decided before the onset (it answered a situation the wearer's question has
+changed) and holds ``pop`` until ``release()`` (the wearer stopped) or a safety deadline, so the
+assistant never talks over the wearer.
+
 The queue also owns "the item being spoken" (``pop`` hands it out with a cancel Event, ``done``
 retires it), so that deciding to pre-empt and cancelling happen under one lock: an interrupt can
 never slip between "worker took an item" and "worker registered it as current".
@@ -24,6 +29,7 @@ from proassist_ros.constants import PRIORITY_NORMAL  # Guidance.PRIORITY_*: plai
 
 DROP_STALE = "stale"
 DROP_OVERFLOW = "overflow"
+DROP_BARGE_IN = "barge_in"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Active:
 
     item: SpeechItem
     cancel: threading.Event = field(default_factory=threading.Event)
+    barge_in_s: list[float] = field(default_factory=list)  # onset stamp(s) that cut it off
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,7 @@ class SpeechQueue:
         self._items: list[SpeechItem] = []
         self._active: Active | None = None
         self._closed = False
+        self._hold_until: float | None = None  # time.monotonic() deadline; None: not held
         self._order = itertools.count()
         self._received = self._stale = self._overflow = self._preempted = 0
 
@@ -137,10 +145,54 @@ class SpeechQueue:
         self._report(dropped)
         return accepted
 
+    def barge_in(self, onset_s: float, hold_s: float) -> SpeechItem | None:
+        """The wearer started talking at ``onset_s`` (the node's clock): cancel the active
+        utterance (returned), drop queued items decided before ``onset_s`` and hold ``pop``
+        until ``release()`` or for ``hold_s`` at most (a lost "stopped talking")."""
+        dropped: list[tuple[SpeechItem, str]] = []
+        with self._cond:
+            keep = []
+            for item in self._items:
+                born = item.stamp_s if item.stamp_s is not None else item.received_s
+                if born < onset_s:
+                    dropped.append((item, DROP_BARGE_IN))
+                else:
+                    keep.append(item)
+            self._items = keep
+            self._hold_until = time.monotonic() + max(0.0, hold_s)
+            cut = None
+            if self._active is not None and not self._active.cancel.is_set():
+                self._active.barge_in_s.append(onset_s)
+                self._active.cancel.set()
+                cut = self._active.item
+        self._report(dropped)
+        return cut
+
+    def release(self) -> None:
+        """The wearer stopped talking: held items may be spoken again."""
+        with self._cond:
+            self._hold_until = None
+            self._cond.notify_all()
+
+    @property
+    def held(self) -> bool:
+        with self._cond:
+            return self._held_for() > 0
+
+    def _held_for(self) -> float:
+        if self._hold_until is None:
+            return 0.0
+        left = self._hold_until - time.monotonic()
+        if left <= 0:
+            self._hold_until = None
+            return 0.0
+        return left
+
     def pop(self, timeout: float | None = None) -> Active | None:
         """Wait for the next item, make it the active one; None on timeout or after close().
 
-        Stale items met on the way are dropped. Call ``done()`` when the utterance ends.
+        Stale items met on the way are dropped; nothing is handed out while held (barge-in).
+        Call ``done()`` when the utterance ends.
         """
         dropped: list[tuple[SpeechItem, str]] = []
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -150,7 +202,8 @@ class SpeechQueue:
                     self._purge_stale(self._clock(), dropped)
                     if self._closed:
                         return None
-                    if self._items:
+                    held = self._held_for()
+                    if self._items and not held:
                         item = min(self._items, key=self._rank)
                         self._items.remove(item)
                         self._active = Active(item)
@@ -158,6 +211,8 @@ class SpeechQueue:
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
                         return None
+                    if held:  # wake at the hold's deadline even if nobody releases it
+                        remaining = held if remaining is None else min(remaining, held)
                     self._cond.wait(remaining)
         finally:
             self._report(dropped)

@@ -1,6 +1,9 @@
 """The one thread that speaks: takes items from a SpeechQueue and drives a TtsBackend.
 
 Callers (ROS callbacks) only ``submit`` and never block; synthesis and playback happen here.
+Barge-in (``barge_in``/``release``, from voice activity): the utterance in progress stops, older
+queued guidance is dropped, nothing is said until the wearer has finished; the time from the
+speech onset to the stop is kept in ``last_barge_in_stop_s``.
 Each ended or dropped utterance becomes an UtteranceRecord, appended to
 ``<output_dir>/utterances.jsonl`` when an output directory is set: the spoken order, queue
 delay, audio length and drops are then available to tests and to replay evaluation (overlap,
@@ -23,12 +26,13 @@ from proassist_ros.tts.speech_queue import SpeechItem, SpeechQueue
 
 MANIFEST = "utterances.jsonl"
 SPOKEN, INTERRUPTED, FAILED, SILENT = "spoken", "interrupted", "failed", "silent"
+BARGED_IN = "barge_in"  # cut off because the wearer started talking
 
 
 @dataclasses.dataclass(frozen=True)
 class UtteranceRecord:
-    """What happened to one item. ``outcome``: spoken | interrupted | failed | silent (no
-    engine) | dropped_stale | dropped_overflow."""
+    """What happened to one item. ``outcome``: spoken | interrupted | barge_in | failed |
+    silent (no engine) | dropped_stale | dropped_overflow | dropped_barge_in."""
 
     index: int
     outcome: str
@@ -71,6 +75,7 @@ class SpeechWorker:
         self._lock = threading.Lock()
         self._index = 0
         self.outcomes: Counter[str] = Counter()
+        self.last_barge_in_stop_s = float("nan")  # speech onset -> utterance stopped, seconds
         self._thread = threading.Thread(target=self._run, name="tts-worker", daemon=True)
 
     def start(self) -> SpeechWorker:
@@ -82,6 +87,19 @@ class SpeechWorker:
         if not item.text.strip():
             return False
         return self.queue.push(item)
+
+    def barge_in(self, onset_s: float, hold_s: float = 8.0) -> bool:
+        """The wearer started talking at ``onset_s`` (this worker's clock): stop speaking now,
+        drop queued guidance decided before it, hold the rest until ``release`` (or ``hold_s``).
+        True if an utterance was cut off."""
+        cut = self.queue.barge_in(onset_s, hold_s)
+        if cut is not None:
+            self.backend.stop()
+        return cut is not None
+
+    def release(self) -> None:
+        """The wearer stopped talking: held guidance may be spoken."""
+        self.queue.release()
 
     def close(self, timeout: float = 10.0) -> None:
         """Cancel what is being said, stop the thread, release the backend."""
@@ -109,6 +127,9 @@ class SpeechWorker:
                 fields["queue_delay_s"] = round(self._clock() - item.received_s, 4)
                 res = self.backend.speak(item.text, self._wav_path(item), active.cancel)
                 outcome = INTERRUPTED if res.cancelled else (SPOKEN if res.audio_s > 0 else SILENT)
+                if res.cancelled and active.barge_in_s:
+                    outcome = BARGED_IN
+                    self.last_barge_in_stop_s = self._clock() - active.barge_in_s[0]
                 fields.update(wav=res.wav_path.name if res.wav_path else None,
                               synth_s=round(res.synth_s, 4), audio_s=round(res.audio_s, 4),
                               played=res.played)
@@ -142,7 +163,7 @@ class SpeechWorker:
             if self.output_dir is not None:
                 with open(self.output_dir / MANIFEST, "a", encoding="utf-8") as f:
                     f.write(json.dumps(dataclasses.asdict(record)) + "\n")
-        if outcome in (SPOKEN, INTERRUPTED, SILENT):
+        if outcome in (SPOKEN, INTERRUPTED, SILENT, BARGED_IN):
             self._log.info(f"{outcome} seq={item.seq} session={item.session_id or '-'} "
                            f"({record.audio_s:.1f} s audio, "
                            f"{'played' if record.played else 'not played'}): {item.text[:80]!r}")
