@@ -166,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from proassist_ros.train.cli import main as train_main
 
         return train_main(argv[1:])
+    if argv[:1] == ["asr"]:
+        from proassist_ros.speech.cli import main as asr_main
+
+        return asr_main(argv[1:])
     if argv[:1] == ["replay"]:
         from proassist_ros.ros.replay import main as replay_main
 
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "what a tower sees: train probe --help; data → shipped model: train pipeline --help")
     sub.add_parser("replay", help="replay a dataset bag to the running nodes, record and score their outputs "
                                   "(replay --help)")
+    sub.add_parser("asr", help="transcribe a WAV file with the ASR (start/end times, one line "
+                               "per utterance; asr --help)")
     sub.add_parser("bringup", help="assistant + TTS nodes, one process each (args: --params-file F, --ros-args ...)")
     _add_data_commands(sub)
     args = parser.parse_args(argv)

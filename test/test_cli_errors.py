@@ -35,6 +35,7 @@ CASES = [
     ("bench --quick --model {p}", "mew"),
     ("bench --quick --ros-bag {p}", "ewt"),  # a missing name is looked up among the samples
     ("bench --quick --agreement-bags {p}", "mewt"),
+    ("asr {p}", "mewt"),  # a WAV that is missing, a directory, a text file, a bag directory
 ]
 KINDS = {"m": "missing", "e": "empty", "w": "wrong.txt", "t": "truncated_bag",
          "r": "wrong_reference_type_bag", "n": "no_camera_bag", "d": "damaged_middle_bag"}

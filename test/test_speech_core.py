@@ -162,3 +162,24 @@ def test_missing_faster_whisper_or_model_dir_is_a_clear_error(tmp_path):
 def test_word_errors():
     assert word_errors("What's the next step?", "what's the next step") == (0, 4)
     assert word_errors("Where is the kettle?", "where is kettle now") == (2, 4)
+
+
+def test_proassist_asr_prints_one_line_per_utterance(question, tmp_path, capsys):
+    import subprocess
+
+    from proassist_ros.cli import main
+
+    path, audio = question
+    recipe = tmp_path / "recipe.txt"
+    recipe.write_text(TEA_RECIPE)
+    odd = tmp_path / "q22k_stereo.wav"  # the wrong rate and two channels: converted
+    subprocess.run(["sox", str(path), "-r", "22050", "-c", "2", str(odd)], check=True)
+    assert main(["asr", str(odd), "--goal", TEA_GOAL, "--recipe", str(recipe)]) == 0
+    out, err = capsys.readouterr()
+    lines = out.splitlines()
+    assert len(lines) == 1, out
+    start, end, text = lines[0].split(maxsplit=2)
+    first, last = _speech_span(audio.samples)
+    assert abs(float(start) - first) < 0.1 and abs(float(end) - last) < 0.15, lines[0]
+    assert word_errors(QUESTION, text)[0] == 0, text
+    assert "resampled from 22050 Hz" in err and "downmixed" in err
