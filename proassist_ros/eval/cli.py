@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=DEFAULT_QUANTIZE,
                    help="auto (default): int8 on CPU, as the node; int8: the decoder's Linear layers as "
                         "weight-only int8; none: fp32 (docs/performance.md)")
+    p.add_argument("--asr", action="store_true",
+                   help="user turns from speech: the bags' /proassist/audio (proassist synth --audio; "
+                        "rendered with espeak-ng when absent) through VAD + ASR, placed at their recognised "
+                        "start; reports WER and F1 with text turns beside F1 with spoken turns")
     p.add_argument("--no-report", action="store_true", help="metrics.json and output bags only")
     p.add_argument("--camera-topic", help="the bags' camera topic, Image or CompressedImage (default: "
                                           "/camera/image_raw or its /compressed, else a bag's only image topic)")
@@ -90,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
                                 reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
                                 rule_k=args.rule_k, camera_topic=args.camera_topic,
-                                append_eot={"auto": None, "on": True, "off": False}[args.append_eot])
+                                append_eot={"auto": None, "on": True, "off": False}[args.append_eot],
+                                asr=args.asr)
         metrics = evaluate(args.inputs, settings, args.out, report=not args.no_report)
     except (FileNotFoundError, ValueError) as exc:
         print(f"proassist eval: error: {exc}", file=sys.stderr)
@@ -117,6 +122,14 @@ def _print_summary(m: dict, out: Path) -> None:
         print(f"{m['no_task_note']}: {', '.join(m['no_task'])}")
     if m.get("not_scored_reason"):
         print(f"{m['not_scored_reason']}; the transcript is under videos[].said in metrics.json")
+    if m.get("asr"):
+        a = m["asr"]
+
+        def f(x) -> str:
+            return "—" if x is None else f"{x:.3f}"
+        print(f"ASR ({'/'.join(a['audio'])} audio): WER {f(a['wer'])} ({a['word_errors']}/{a['words']} words), "
+              f"real-time factor {f(a['real_time_factor'])}; F1 text turns {f(a['f1_text'])}, "
+              f"spoken turns {f(a['f1_spoken'])} (θ {a['theta']:g})")
     if not m["best"]:
         return
     rows = [(f"model @ θ={m['theta_selected']:g}", m["best"])]

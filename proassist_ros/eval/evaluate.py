@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from proassist_ros.constants import DEFAULT_QUANTIZE
@@ -53,6 +53,8 @@ class EvalSettings:
     vision_batch: int = 32
     camera_topic: str | None = None         # None: the default topics, else the bag's only image topic
     append_eot: bool | None = None          # None: as the model was trained (its own setting), else forced
+    asr: bool = False                       # user turns as heard by VAD + ASR from the bag's audio
+                                            # (or espeak-ng renderings): speech/dataset_audio.py
 
     def engine_config(self, theta: float, model_defaults: dict | None = None) -> EngineConfig:
         from proassist_ros.engine.config import model_settings
@@ -141,11 +143,19 @@ def run_bags(bags: list[Path], settings: EvalSettings, model_spec: str, rank: in
                desc=f"eval {Path(model_spec).name}" + (f" [rank {rank}]" if world > 1 else ""))
     for i, bag in mine:
         episode, t0_ns = read_episode_base(bag, settings.camera_topic)
+        heard = None
+        if settings.asr:  # the recognised turns, at their recognised start times, replace the text
+            from proassist_ros.speech.dataset_audio import spoken_turns
+
+            heard = spoken_turns(episode, bag, t0_ns)
+            episode = replace(episode, user_turns=heard.turns)
+            heard = {k: v for k, v in asdict(heard).items() if k != "turns"}
         for theta in settings.thetas:
             run = run_episode(model, episode, settings.engine_config(theta, defaults), fps=settings.fps,
                               use_knowledge=settings.knowledge, t0_ns=t0_ns,
                               vision_batch=settings.vision_batch)
-            out.append({"index": i, "bag": str(bag), "t0_ns": t0_ns, "theta": theta, "run": run.to_dict()})
+            out.append({"index": i, "bag": str(bag), "t0_ns": t0_ns, "theta": theta, "run": run.to_dict(),
+                        **({"asr": heard} if heard is not None else {})})
             bar.update(1)
     bar.close()
     return out
@@ -239,6 +249,8 @@ def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
     rows = _gather(acc, run_bags(bags, settings, settings.model, rank, world, show_progress))
     cmp_rows = (_gather(acc, run_bags(bags, settings, settings.compare_model, rank, world, show_progress))
                 if settings.compare_model else [])
+    text_rows = (_gather(acc, run_bags(bags, replace(settings, asr=False), settings.model, rank, world,
+                                       show_progress)) if settings.asr else [])
     _close_group(acc)
     if rank != 0:
         return None
@@ -249,6 +261,8 @@ def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics = _summarise(bags, rows, cmp_rows, settings, out)
+    if settings.asr:
+        metrics["asr"] = _asr_summary(rows, text_rows, settings, metrics)
     metrics["wall_s"] = time.perf_counter() - started
     metrics["processes"] = world
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
@@ -257,6 +271,24 @@ def evaluate(inputs: list[str | Path], settings: EvalSettings, out: Path, *,
 
         write_report(out, metrics, _runs_by_theta(rows))
     return metrics
+
+
+def _asr_summary(rows: list[dict], text_rows: list[dict], settings: EvalSettings, metrics: dict) -> dict:
+    """Word error rate of the spoken turns, and F1 with them beside F1 with the text turns (same θ,
+    same scoring)."""
+    theta = metrics["theta_selected"]
+    heard = [r["asr"] for r in rows if r["theta"] == theta]
+    errors, words = sum(h["errors"] for h in heard), sum(h["words"] for h in heard)
+    audio_s, cpu_s = sum(h["audio_s"] for h in heard), sum(h["cpu_s"] for h in heard)
+    text_runs = [VideoRun.from_dict(r["run"]) for r in sorted(text_rows, key=lambda r: r["index"])
+                 if r["theta"] == theta]
+    text_overall, _ = score_runs(text_runs, settings)
+    spoken = metrics["best"]
+    return {"wer": errors / words if words else None, "word_errors": errors, "words": words,
+            "audio": sorted({h["audio"] for h in heard}), "audio_s": round(audio_s, 1),
+            "real_time_factor": cpu_s / audio_s if audio_s else None, "theta": theta,
+            "f1_spoken": spoken["f1"] if spoken else None,
+            "f1_text": text_overall.f1 if text_overall else None}
 
 
 def _unique_ids(rows: list[dict]) -> None:
