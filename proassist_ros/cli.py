@@ -44,7 +44,7 @@ def _synth(args: argparse.Namespace) -> int:
     res = synth(Path(args.out), args.videos, args.split, args.seed, size=args.size, hz=args.hz,
                 compressed=args.compressed, long=args.long, workers=args.workers,
                 start=args.start, overwrite=args.overwrite, skip_existing=args.skip_existing,
-                jpeg_quality=args.jpeg_quality)
+                jpeg_quality=args.jpeg_quality, audio=args.audio)
     print(f"{len(res.bags)} bags in {args.out}: {res.frames} frames, {res.video_s:.1f} s of video "
           f"in {res.wall_s:.1f} s = {res.x_real_time:.1f}x real time")
     return 0
@@ -109,6 +109,8 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     sy.add_argument("--start", type=int, default=0, help="index of the first video (0)")
     sy.add_argument("--overwrite", action="store_true", help="replace existing bags")
     sy.add_argument("--skip-existing", action="store_true", help="keep existing bags (resume)")
+    sy.add_argument("--audio", action="store_true",
+                    help="also the user turns spoken (espeak-ng) on /proassist/audio, for eval --asr")
     sy.set_defaults(func=_synth)
 
     ds = sub.add_parser("dataset", help="dataset bags: import/export ProAssist JSON, info")

@@ -26,7 +26,7 @@ import numpy as np
 from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from proassist_ros.constants import KIND_URGENCY, NS_PER_S
+from proassist_ros.constants import AUDIO, KIND_URGENCY, NS_PER_S, absolute
 from proassist_ros.data.bags import IMAGE_TOPIC, UTTERANCE_TOPIC, is_bag, typestore
 from proassist_ros.data.dataset_read import (  # re-exported: one import for users
     bag_info,
@@ -51,6 +51,11 @@ from proassist_ros.data.schema import (
 _STORAGE = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 
 _INF = QosTime(9223372036, 854775807)  # rosbag2's "infinite" duration
+
+
+AUDIO_TOPIC = absolute(AUDIO)
+AUDIO_RATE = 16000  # speech.audio.SAMPLE_RATE (not imported: data/ does not depend on speech/)
+AudioChunks = Iterable[tuple[float, bytes]]
 
 
 def _qos(depth: int, latched: bool = False) -> list[Qos]:
@@ -98,11 +103,12 @@ FrameSource = Callable[[], Iterator[tuple[float, np.ndarray | None, bytes | None
 
 def write_episode(ep: Episode, path: Path, *, compressed: bool = True, raw: bool = False,
                   storage: str = "mcap", jpeg_quality: int = 90, t0_ns: int = T0_NS,
-                  frame_id: str = FRAME_ID) -> Path:
+                  frame_id: str = FRAME_ID, audio: AudioChunks | None = None) -> Path:
     """Write one episode as a rosbag2 *directory* at ``path`` (it must not exist).
 
     ``compressed``: JPEG frames on /camera/image_raw/compressed; ``raw``: rgb8 frames on
-    /camera/image_raw (both may be set). Returns the bag directory.
+    /camera/image_raw (both may be set); ``audio``: (t, 16 kHz mono s16le bytes) chunks on
+    /proassist/audio (AudioChunk; ``proassist synth --audio``). Returns the bag directory.
     """
     if ep.frames is None:
         raise ValueError(f"episode {ep.meta.video_id!r} has no frames")
@@ -114,12 +120,13 @@ def write_episode(ep: Episode, path: Path, *, compressed: bool = True, raw: bool
 
     return write_frames_episode(ep, path, source, compressed=compressed, raw=raw,
                                 storage=storage, jpeg_quality=jpeg_quality, t0_ns=t0_ns,
-                                frame_id=frame_id)
+                                frame_id=frame_id, audio=audio)
 
 
 def write_frames_episode(ep: Episode, path: Path, source: FrameSource, *, compressed: bool = True,
                          raw: bool = False, storage: str = "mcap", jpeg_quality: int = 90,
-                         t0_ns: int = T0_NS, frame_id: str = FRAME_ID) -> Path:
+                         t0_ns: int = T0_NS, frame_id: str = FRAME_ID,
+                         audio: AudioChunks | None = None) -> Path:
     """:func:`write_episode` with frames given as (t, rgb or None, jpeg bytes or None).
 
     Given JPEG bytes go onto the compressed topic unchanged (an import keeps frames byte-equal);
@@ -142,7 +149,8 @@ def write_frames_episode(ep: Episode, path: Path, source: FrameSource, *, compre
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        _write(ep, tmp / path.name, source, compressed, raw, storage, jpeg_quality, t0_ns, frame_id)
+        _write(ep, tmp / path.name, source, compressed, raw, storage, jpeg_quality, t0_ns, frame_id,
+               audio)
         (tmp / path.name).rename(path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -150,7 +158,7 @@ def write_frames_episode(ep: Episode, path: Path, source: FrameSource, *, compre
 
 
 def _write(ep: Episode, path: Path, source: FrameSource, compressed: bool, raw: bool, storage: str,
-           jpeg_quality: int, t0_ns: int, frame_id: str) -> None:
+           jpeg_quality: int, t0_ns: int, frame_id: str, audio: AudioChunks | None = None) -> None:
     ts = typestore()
     types = ts.types
     Header, Time, String = types["std_msgs/msg/Header"], types["builtin_interfaces/msg/Time"], \
@@ -175,6 +183,7 @@ def _write(ep: Episode, path: Path, source: FrameSource, compressed: bool, raw: 
         c_task = conn(TASK_TOPIC, "proassist_ros/msg/Task", 1, latched=True) if ep.task else None
         c_ref = conn(REFERENCE_TOPIC, "proassist_ros/msg/Guidance")
         c_cap = conn(CAPTION_TOPIC, "std_msgs/msg/String")
+        c_audio = conn(AUDIO_TOPIC, "proassist_ros/msg/AudioChunk", 100) if audio else None
 
         def frame_events() -> Iterator[tuple[int, int, int, object, bytes]]:
             prev = -math.inf
@@ -216,6 +225,13 @@ def _write(ep: Episode, path: Path, source: FrameSource, compressed: bool, raw: 
         for i, turn in enumerate(ep.user_turns):
             text.append((ns(turn.t), 1, i, c_utt, ts.serialize_cdr(String(data=turn.text),
                                                                     "std_msgs/msg/String")))
+        for i, (t, pcm) in enumerate(audio or ()):  # the user turns spoken (header = capture time)
+            msg = types["proassist_ros/msg/AudioChunk"](
+                header=Header(stamp=Time(sec=ns(t) // NS_PER_S, nanosec=ns(t) % NS_PER_S),
+                              frame_id="microphone"),
+                sample_rate=AUDIO_RATE, channels=1, encoding="s16le",
+                data=np.frombuffer(pcm, np.uint8))
+            text.append((ns(t), 1, i, c_audio, ts.serialize_cdr(msg, "proassist_ros/msg/AudioChunk")))
         for i, cap in enumerate(ep.captions):
             text.append((ns(cap.t), 4, i, c_cap, ts.serialize_cdr(String(data=cap.text),
                                                                    "std_msgs/msg/String")))

@@ -50,7 +50,7 @@ def _init_worker() -> None:
 
 def _one(make: MakeEpisode | None, out: Path, split: str, index: int, seed: int,
          size: tuple[int, int], hz: float, long: bool, compressed: bool,
-         jpeg_quality: int) -> tuple[Path, int, float]:
+         jpeg_quality: int, audio: bool = False) -> tuple[Path, int, float]:
     from proassist_ros.data.dataset import write_episode
 
     ep = (make or _default_make())(seed, split, index, size=size, hz=hz, long=long)
@@ -68,8 +68,13 @@ def _one(make: MakeEpisode | None, out: Path, split: str, index: int, seed: int,
 
     ep.frames = counting
     task_type = ep.meta.task_type or (ep.task.task_type if ep.task else "") or "task"
+    chunks = None
+    if audio:  # the user turns spoken by espeak-ng on /proassist/audio (speech/dataset_audio.py)
+        from proassist_ros.speech.dataset_audio import audio_track, track_chunks
+
+        chunks = list(track_chunks(audio_track(ep.user_turns)))
     path = write_episode(ep, out / f"{split}_{index:04d}_{task_type}", compressed=compressed,
-                         raw=not compressed, jpeg_quality=jpeg_quality)
+                         raw=not compressed, jpeg_quality=jpeg_quality, audio=chunks)
     span = counted["last"] - (counted["first"] or 0.0) + (1.0 / hz if hz else 0.0)
     return path, counted["n"], ep.meta.duration_s or span
 
@@ -78,7 +83,7 @@ def synth(out: Path, videos: int, split: str, seed: int, *, size: tuple[int, int
           hz: float = 10.0, compressed: bool = True, long: bool = False, workers: int = 2,
           start: int = 0, overwrite: bool = False, skip_existing: bool = False,
           jpeg_quality: int = 90, make: MakeEpisode | None = None,
-          progress: bool = True) -> SynthResult:
+          progress: bool = True, audio: bool = False) -> SynthResult:
     """Generate ``videos`` episodes (indices start..start+videos-1) into bags under ``out``.
 
     ``make(seed, split, index, size=(W, H), hz=, long=)`` returns an Episode (default: the task
@@ -106,7 +111,8 @@ def synth(out: Path, videos: int, split: str, seed: int, *, size: tuple[int, int
         for p in existing:
             shutil.rmtree(p)
         todo.append(index)
-    args = [(make, out, split, i, seed, size, hz, long, compressed, jpeg_quality) for i in todo]
+    args = [(make, out, split, i, seed, size, hz, long, compressed, jpeg_quality, audio)
+            for i in todo]
     from tqdm import tqdm
 
     bar = tqdm(total=len(todo), unit="video", disable=not progress, desc=f"synth {split}")

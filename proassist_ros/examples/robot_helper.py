@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -98,31 +97,45 @@ class RobotHelper(Node):
         self._hand_over_server = ActionServer(self, HandOver, "hand_over", self._serve_hand_over,
                                               callback_group=group)
         self._hand_over = ActionClient(self, HandOver, "hand_over", callback_group=group)
+        self._goal = load_goal(self.params)  # a bad task fails here, at start, named
         self._step = -2
         self._handed: set[str] = set()
         self.hand_overs: list[str] = []
-        self.done = threading.Event()
-        self.exit_code = 1
+        self.exit_code: int | None = None  # set when the guided task has ended
+        self._waited = 0.0
+        self._timer = None
 
     # ---- the guided task ----------------------------------------------------------------------
-    def start(self) -> None:
-        """Send the goal once the assistant's action server is there."""
-        goal = load_goal(self.params)
-        log = self.get_logger()
-        if not self._guide.wait_for_server(timeout_sec=self.params.server_timeout_s):
-            log.error(f"no GuideTask server on {self.resolve_topic_name(GUIDE_TASK)} after "
-                      f"{self.params.server_timeout_s:g} s: is the assistant running and configured?")
-            self.done.set()
+    def autostart(self) -> None:
+        """Called by run_nodes before spinning: send the goal once the action server is there."""
+        self._timer = self.create_timer(0.5, self._send_when_ready)
+
+    def _send_when_ready(self) -> None:
+        if not self._guide.server_is_ready():
+            self._waited += 0.5
+            if self._waited >= self.params.server_timeout_s:
+                self.get_logger().error(
+                    f"no GuideTask server on {self.resolve_topic_name(GUIDE_TASK)} after "
+                    f"{self.params.server_timeout_s:g} s: is the assistant running and configured?")
+                self._end(1)
             return
-        log.info(f"starting guided task {goal.goal!r} ({len(goal.steps)} steps)")
+        self.destroy_timer(self._timer)
+        goal = self._goal
+        self.get_logger().info(f"starting guided task {goal.goal!r} ({len(goal.steps)} steps)")
         self._guide.send_goal_async(goal, feedback_callback=self._on_feedback).add_done_callback(
             self._on_goal_response)
+
+    def _end(self, code: int) -> None:
+        """The guided task ended: stop spinning (run_nodes cleans up), exit with ``code``."""
+        if self.exit_code is None:
+            self.exit_code = code
+        self.context.try_shutdown()
 
     def _on_goal_response(self, future: Any) -> None:
         handle = future.result()
         if not handle.accepted:
             self.get_logger().error("the assistant rejected the goal")
-            self.done.set()
+            self._end(1)
             return
         handle.get_result_async().add_done_callback(self._on_result)
         self.get_logger().info(
@@ -149,8 +162,7 @@ class RobotHelper(Node):
             f"task {RESULT_NAMES.get(result.status, result.status)}: {result.message}; "
             f"{len(result.completed_steps)}/{result.steps_total} steps, {result.guidance_count} "
             f"utterances, {result.elapsed_s:.1f} s; hand-overs: {', '.join(self.hand_overs) or 'none'}")
-        self.exit_code = 0 if result.status == GuideTask.Result.STATUS_COMPLETED else 1
-        self.done.set()
+        self._end(0 if result.status == GuideTask.Result.STATUS_COMPLETED else 1)
 
     # ---- the stand-in hand-over skill ---------------------------------------------------------
     def _send_hand_over(self, name: str) -> None:
@@ -191,34 +203,23 @@ def declare_params(node: Node) -> HelperParams:
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run until the guided task ends; 0 when it was completed, 1 otherwise, 2 on a bad task."""
+    """Run until the guided task ends: 0 when it was completed (or on SIGINT / SIGTERM before it
+    ended), 1 when it ended otherwise, 2 on a bad task or parameter."""
     from proassist_ros.ros.dds_profile import apply_default_profile
+    from proassist_ros.ros.spin import run_nodes
 
     apply_default_profile()
     rclpy.init(args=args)
-    node = RobotHelper()
-    executor = MultiThreadedExecutor(num_threads=3)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        node.start()
-        while not node.done.wait(0.5) and rclpy.ok():
-            pass
-        if not node.done.is_set():  # SIGINT / SIGTERM before the task ended: a clean stop
-            node.get_logger().info("stopped before the guided task ended")
-            return 0
-        return node.exit_code
-    except (ValueError, OSError) as exc:
-        print(f"robot_helper: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+    nodes: list[RobotHelper] = []
+
+    def make() -> list[RobotHelper]:
+        nodes.append(RobotHelper())
+        return nodes
+
+    code = run_nodes("robot_helper", make, MultiThreadedExecutor(num_threads=3))
+    if code or not nodes or nodes[0].exit_code is None:
+        return code  # could not start (2), or stopped by a signal before the task ended (0)
+    return nodes[0].exit_code
 
 
 if __name__ == "__main__":
