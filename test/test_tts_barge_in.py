@@ -37,6 +37,8 @@ def test_queue_barge_in_cancels_drops_older_and_holds():
     assert dropped == [("older", "barge_in"), ("unstamped, received before the onset", "barge_in")]
     q.done()
     assert q.held and q.pop(timeout=0.05) is None  # nothing is said while the wearer talks
+    assert not q.push(_item("late, decided before the onset", stamp_s=100.4))  # other topic,
+    assert dropped[-1] == ("late, decided before the onset", "barge_in")       # no order
     q.release()
     assert not q.held and q.pop(timeout=0).item.text == "newer"
 

@@ -84,6 +84,7 @@ class SpeechQueue:
         self._active: Active | None = None
         self._closed = False
         self._hold_until: float | None = None  # time.monotonic() deadline; None: not held
+        self._last_onset = -float("inf")  # the wearer's latest speech onset (clock time)
         self._order = itertools.count()
         self._received = self._stale = self._overflow = self._preempted = 0
 
@@ -125,7 +126,13 @@ class SpeechQueue:
             self._received += 1
             self._purge_stale(now, dropped)
             accepted = not self._closed
-            if accepted and self._is_stale(item, now):
+            born = item.stamp_s if item.stamp_s is not None else now
+            if accepted and born < self._last_onset:
+                # decided before the wearer's latest question, arriving after it (another topic,
+                # another DDS writer: no order between them): as stale as the ones barge_in dropped
+                dropped.append((item, DROP_BARGE_IN))
+                accepted = False
+            elif accepted and self._is_stale(item, now):
                 self._stale += 1
                 dropped.append((item, DROP_STALE))
                 accepted = False
@@ -151,6 +158,7 @@ class SpeechQueue:
         until ``release()`` or for ``hold_s`` at most (a lost "stopped talking")."""
         dropped: list[tuple[SpeechItem, str]] = []
         with self._cond:
+            self._last_onset = max(self._last_onset, onset_s)
             keep = []
             for item in self._items:
                 born = item.stamp_s if item.stamp_s is not None else item.received_s
