@@ -21,6 +21,8 @@ setup(
             "proassist = proassist_ros.cli:main",
             "proassist_node = proassist_ros.ros.assistant_node:main",
             "proassist_tts_node = proassist_ros.ros.tts_node:main",
+            "proassist_mic_node = proassist_ros.ros.mic_node:main",
+            "proassist_asr_node = proassist_ros.ros.asr_node:main",
             "proassist_robot_helper = proassist_ros.examples.robot_helper:main",
         ]
     },

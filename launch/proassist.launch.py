@@ -5,7 +5,8 @@ Arguments, nodes, parameters and remaps come from ``proassist_ros.ros.nodeset``,
 the system without a ROS install). Arguments (``ros2 launch ... --show-args``):
 params_file, namespace, use_sim_time, autostart, image_topic, guidance_topic,
 user_utterance_topic, task_state_topic, example (robot_helper: the example robot-side node),
-wearers.
+speech (true: the microphone and ASR nodes, docs/speech.md), wav (with speech: the microphone
+plays this WAV file instead of a sound card), wearers.
 
 The assistant is a LifecycleNode that configures and activates itself (its ``autostart``
 parameter, default true), so no lifecycle manager is needed; with ``autostart:=false`` drive it

@@ -11,6 +11,8 @@ _TARGETS = {
     "proassist_node": "proassist_ros.ros.assistant_node",
     "proassist_tts_node": "proassist_ros.ros.tts_node",
     "proassist_robot_helper": "proassist_ros.examples.robot_helper",
+    "proassist_mic_node": "proassist_ros.ros.mic_node",
+    "proassist_asr_node": "proassist_ros.ros.asr_node",
     "proassist": "proassist_ros.cli",
 }
 

@@ -53,13 +53,17 @@ def test_nodeset_is_consistent():
 
 
 def test_shipped_params_file_lists_every_parameter_with_its_default():
+    from proassist_ros.ros.asr_node import AsrParams
+    from proassist_ros.ros.mic_node import MicParams
     from proassist_ros.ros.tts_node import TtsParams
 
     loaded = yaml.safe_load(SHIPPED.read_text())
     assert list(loaded) == ["/**"]
     params = loaded["/**"]["ros__parameters"]
     expected = {p.name: p.default for p in PARAMS}
-    expected.update(dataclasses.asdict(TtsParams()))
+    for node_params in (TtsParams(), MicParams(), AsrParams()):
+        assert not set(expected) & set(dataclasses.asdict(node_params))  # names must not overlap
+        expected.update(dataclasses.asdict(node_params))
     assert params == expected
     for name, value in params.items():  # a 2 where a double is declared fails at start
         assert type(value) is type(expected[name]), name
@@ -91,6 +95,12 @@ def test_optional_nodes_follow_their_arguments():
     assert names(example="robot_helper") == ["assistant", "tts", "robot_helper"]
     assert names(example="Robot_Helper") == ["assistant", "tts", "robot_helper"]
     assert names(example="robot_helper", wearers="a,b") == ["assistant"]
+    assert names(speech="true") == ["assistant", "tts", "mic", "asr"]
+    assert names(speech="", example="robot_helper") == ["assistant", "tts", "robot_helper"]
+    values, _ = parse_args(["--speech", "true", "--wav", "/q.wav"])
+    mic, asr = nodeset.nodes_for(values)[-2:]
+    assert "wav:=/q.wav" in node_command(mic, values, []) and "wav:=/q.wav" not in node_command(
+        asr, values, [])
     values, _ = parse_args(["--example", "robot_helper", "--namespace", "r1"])
     helper = nodeset.nodes_for(values)[-1]
     cmd = node_command(helper, values, [])

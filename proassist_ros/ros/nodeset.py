@@ -75,6 +75,10 @@ ARGUMENTS: tuple[Argument, ...] = (
     Argument("example", "", "robot_helper: also start the example robot-side node "
              "(proassist_ros/examples/robot_helper.py: a GuideTask client that hands over what "
              "the next step needs; the set ends when the task does); '': none"),
+    Argument("speech", "", "true: also start the microphone and ASR nodes (the wearer talks "
+             "to the assistant and can cut it off; docs/speech.md); '': off"),
+    Argument("wav", "", "with speech: the microphone plays this WAV file at real time instead "
+             "of capturing (tests, demos); '': the sound card"),
     Argument("wearers", "", "comma-separated wearer names: one assistant per wearer in namespace "
              "/<wearer>/proassist, camera /<wearer><image_topic>, all on one shared model process "
              "(replaces namespace; no TTS node: each wearer's rig runs its own); '': one wearer"),
@@ -95,6 +99,10 @@ NODES: tuple[NodeSpec, ...] = (
     NodeSpec("robot_helper", "proassist_robot_helper",
              "proassist_ros.examples.robot_helper:RobotHelper", lifecycle=False,
              arg_params=("use_sim_time",), enabled_by=("example", "robot_helper")),
+    NodeSpec("mic", "proassist_mic_node", "proassist_ros.ros.mic_node:MicNode",
+             lifecycle=False, arg_params=("use_sim_time", "wav"), enabled_by=("speech", "true")),
+    NodeSpec("asr", "proassist_asr_node", "proassist_ros.ros.asr_node:AsrNode",
+             lifecycle=False, arg_params=("use_sim_time",), enabled_by=("speech", "true")),
 )
 
 
