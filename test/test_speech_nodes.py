@@ -11,6 +11,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from helpers import OutputDrain, spin_until
+from test_assistant_node import camera as camera  # noqa: F401 - fixture
+from test_assistant_node import probe as probe  # noqa: F401 - fixture
 
 from proassist_ros.speech import SAMPLE_RATE, normalize, word_errors
 from proassist_ros.speech.audio import render_speech
@@ -121,3 +123,41 @@ def test_asr_node_with_a_missing_backend_says_so(spawn, tmp_path):
                   "-p", "asr_backend:=faster-whisper", "-p", f"asr_model_dir:={tmp_path}/none"])
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 2 and "asr_model_dir" in out and "Traceback" not in out, out
+
+
+@pytest.mark.dds
+def test_spoken_question_enters_the_assistant_where_it_was_said(spawn, camera, probe,  # noqa: F811
+                                                              tmp_path):
+    """mic --wav -> ASR -> the assistant (tiny model, θ = 1: it speaks at every frame). Frames
+    stamped before the wearer started speaking must not carry the question; the first frame at
+    or after the Utterance's start stamp does: its guidance is an ANSWER."""
+    from test_assistant_node import run_camera, start_node
+
+    from proassist_ros.constants import KIND_ANSWER
+    from proassist_ros.msg import Utterance
+    from proassist_ros.ros.asr_node import RELIABLE
+
+    wav = tmp_path / "question.wav"
+    render_speech("What should I do next?", wav, pad_s=1.0)
+    utts: list = []
+    probe.node.create_subscription(Utterance, "/proassist/user_utterance_stamped", utts.append,
+                                   RELIABLE)
+    node = start_node(spawn, probe, camera=camera)
+    asr = OutputDrain(spawn(["-m", "proassist_ros.ros.asr_node", "--ros-args"]))
+    mic = OutputDrain(spawn(["-m", "proassist_ros.ros.mic_node", "--wav", str(wav),
+                             "--ros-args", "-p", "wait_for_subscribers:=1"]))
+    probe.wait(lambda: utts, WAIT_S, "the recognised question", on_timeout=asr.text)
+    said = _seconds(utts[0].header.stamp)
+    # four frames at 2 Hz around the question: 0.75 and 0.25 s before it, 0.25 and 0.75 s after
+    run_camera(camera, node, "--count", "4", "--rate", "2", "--start", f"{said - 0.75:.3f}",
+               "--width", "64", "--height", "48")
+    probe.wait(lambda: any(_seconds(g.header.stamp) > said for g in probe.guidance), WAIT_S,
+               "guidance after the question", on_timeout=node.text)
+    before = [g for g in probe.guidance if _seconds(g.header.stamp) < said]
+    after = sorted((g for g in probe.guidance if _seconds(g.header.stamp) >= said),
+                   key=lambda g: _seconds(g.header.stamp))
+    assert all(g.kind != KIND_ANSWER for g in before), [(g.kind, g.text) for g in before]
+    assert after[0].kind == KIND_ANSWER, [(g.kind, g.text) for g in after]
+    for log in (node, asr, mic):
+        assert not log.has("Traceback"), log.text()
+
