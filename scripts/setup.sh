@@ -75,7 +75,7 @@ fi
 # console scripts exist and proassist_ros/__init__.py's extend_path joins it with the built msg/.
 py_hash=$(hash_of setup.py)
 if [ "$(cat "$STAMPS/editable" 2>/dev/null)" != "$py_hash" ]; then
-  step "pip install -e . (console scripts: proassist, proassist_node, proassist_tts_node)"
+  step "pip install -e . (console scripts: proassist and the nodes of setup.py)"
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --config-settings editable_mode=compat -e "$ROOT" 2> >(grep -v "is ignored: it is neither" >&2)
   echo "$py_hash" > "$STAMPS/editable"
