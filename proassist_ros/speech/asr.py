@@ -27,11 +27,15 @@ from proassist_ros.speech.audio import SAMPLE_RATE
 from proassist_ros.speech.bias import task_sentences
 
 BACKENDS = ("pocketsphinx", "faster-whisper")
+DECODER_OPTIONS: dict = {}  # extra pocketsphinx options (measured variants: docs/speech.md)
 DISCOUNT_MASS = 0.05   # measured: 0.5 -> 19.7 % WER, 0.1 -> 12.5 %, 0.03-0.05 -> 11.3-11.6 %
 PAD_S = 0.3            # silence around an utterance: pocketsphinx drops edge words without it
-# Dither (a fixed seed: the same audio gives the same text): stretches of digital silence
-# (exact zeros, as espeak-ng writes and a muted or gated microphone gives) otherwise upset the
-# feature normalisation; measured on 2 turns that failed without it, both came back right.
+# Dither: stretches of digital silence (exact zeros, as espeak-ng writes and a muted or gated
+# microphone gives) upset pocketsphinx's feature normalisation (2 turns that failed without it
+# came back right). Added here, +-1 LSB from a fixed seed per utterance, not with pocketsphinx's
+# own dither, whose one process-wide random stream made the result depend on what had been
+# decoded before (the split's WER moved between 14.9 % and 16.1 % with the order).
+DITHER_SEED = 0
 
 
 class RecognizerError(RuntimeError):
@@ -75,7 +79,7 @@ class PocketsphinxRecognizer:
         self._lock = threading.Lock()
         self._decoder = Decoder(hmm=str(model / "en-us"), lm=str(model / "en-us.lm.bin"),
                                 dict=str(model / "cmudict-en-us.dict"), loglevel="FATAL",
-                                samprate=SAMPLE_RATE, dither=True, seed=1)
+                                samprate=SAMPLE_RATE, **DECODER_OPTIONS)
         self.search = "general"
         self.sentences: list[str] = []
         self.unknown_words: list[str] = []
@@ -113,7 +117,9 @@ class PocketsphinxRecognizer:
 
     def transcribe(self, samples: np.ndarray) -> Transcript:
         pad = np.zeros(int(PAD_S * SAMPLE_RATE), np.int16)
-        pcm = np.concatenate([pad, samples.astype(np.int16, copy=False), pad]).tobytes()
+        x = np.concatenate([pad, samples.astype(np.int16, copy=False), pad]).astype(np.int32)
+        x += np.random.default_rng(DITHER_SEED).integers(-1, 2, x.size, dtype=np.int32)
+        pcm = np.clip(x, -32768, 32767).astype(np.int16).tobytes()
         with self._lock:
             dec = self._decoder
             dec.start_utt()
