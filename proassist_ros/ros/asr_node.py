@@ -33,6 +33,7 @@ from std_msgs.msg import String
 from proassist_ros.constants import (
     AUDIO,
     NAMESPACE,
+    NS_PER_S,
     TASK,
     TASK_STATE,
     USER_UTTERANCE_STAMPED,
@@ -95,7 +96,7 @@ def _seconds(stamp: Any) -> float:
 
 
 def _stamp(t_s: float) -> Any:
-    return Time(nanoseconds=round(t_s * 1e9)).to_msg()
+    return Time(nanoseconds=round(t_s * NS_PER_S)).to_msg()
 
 
 class AsrNode(Node):

@@ -30,7 +30,7 @@ from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from rclpy.time import Time
 
-from proassist_ros.constants import AUDIO, NAMESPACE
+from proassist_ros.constants import AUDIO, NAMESPACE, NS_PER_S
 from proassist_ros.msg import AudioChunk
 from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.nodeset import check_params_files
@@ -146,7 +146,7 @@ class MicNode(Node):
         if status:
             self.get_logger().warning(f"microphone: {status}", throttle_duration_sec=5.0)
         now = self.get_clock().now().nanoseconds
-        self._publish(block[:, 0].copy(), now - int(frames * 1e9 / self._rate))
+        self._publish(block[:, 0].copy(), now - int(frames * NS_PER_S / self._rate))
 
     def _play_file(self) -> None:
         chunk_s = self._chunk / self._rate
@@ -165,7 +165,7 @@ class MicNode(Node):
             if part.size < self._chunk:
                 part = np.concatenate([part, silence[: self._chunk - part.size]])
             try:
-                self._publish(part, start_ns + round(i * chunk_s * 1e9))
+                self._publish(part, start_ns + round(i * chunk_s * NS_PER_S))
             except Exception:  # noqa: BLE001 - the context went away during shutdown
                 break
             i += 1
