@@ -23,7 +23,7 @@ import threading
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -41,6 +41,7 @@ from proassist_ros.constants import (
 )
 from proassist_ros.msg import AudioChunk, Task, TaskState, Utterance, VoiceActivity
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.node_params import declare_read_only
 from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.speech.asr import BACKENDS, make_recognizer
@@ -78,17 +79,8 @@ _DESCRIPTIONS: dict[str, tuple[str, Any]] = {
 
 
 def declare_params(node: Node) -> AsrParams:
-    defaults = AsrParams()
-    for f in dataclasses.fields(AsrParams):
-        text, rng = _DESCRIPTIONS[f.name]
-        desc = ParameterDescriptor(description=text, read_only=True)
-        if isinstance(rng, IntegerRange):
-            desc.integer_range = [rng]
-        elif isinstance(rng, FloatingPointRange):
-            desc.floating_point_range = [rng]
-        node.declare_parameter(f.name, getattr(defaults, f.name), desc)
-    return AsrParams(**{f.name: node.get_parameter(f.name).value
-                        for f in dataclasses.fields(AsrParams)})
+    """Declare every parameter once (read-only) and read them into an AsrParams."""
+    return declare_read_only(node, AsrParams(), _DESCRIPTIONS)
 
 
 def _seconds(stamp: Any) -> float:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
@@ -33,6 +33,7 @@ from rclpy.time import Time
 from proassist_ros.constants import AUDIO, NAMESPACE, NS_PER_S
 from proassist_ros.msg import AudioChunk
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.node_params import declare_read_only
 from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.speech.audio import ENCODING, SAMPLE_RATE, read_wav
@@ -70,15 +71,8 @@ _DESCRIPTIONS: dict[str, tuple[str, IntegerRange | None]] = {
 
 
 def declare_params(node: Node, wav: str = "") -> MicParams:
-    defaults = dataclasses.replace(MicParams(), wav=wav)
-    for f in dataclasses.fields(MicParams):
-        text, rng = _DESCRIPTIONS[f.name]
-        desc = ParameterDescriptor(description=text, read_only=True)
-        if rng is not None:
-            desc.integer_range = [rng]
-        node.declare_parameter(f.name, getattr(defaults, f.name), desc)
-    return MicParams(**{f.name: node.get_parameter(f.name).value
-                        for f in dataclasses.fields(MicParams)})
+    """Declare every parameter once (read-only; ``wav`` from --wav is the default of ``wav``)."""
+    return declare_read_only(node, dataclasses.replace(MicParams(), wav=wav), _DESCRIPTIONS)
 
 
 def open_input(device: str, rate: int, blocksize: int, callback: Any) -> Any:

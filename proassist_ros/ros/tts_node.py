@@ -24,7 +24,7 @@ import sys
 from typing import Any
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
@@ -37,6 +37,7 @@ from proassist_ros.constants import (  # relative: /proassist/guidance by defaul
 )
 from proassist_ros.msg import Guidance, TtsStats, VoiceActivity
 from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.node_params import declare_read_only
 from proassist_ros.ros.nodeset import check_params_files
 from proassist_ros.ros.spin import run_nodes
 from proassist_ros.tts import SpeechItem, SpeechWorker, TtsBackend, make_backend
@@ -93,17 +94,7 @@ _DESCRIPTIONS: dict[str, tuple[str, Any]] = {
 
 def declare_params(node: Node) -> TtsParams:
     """Declare every parameter once (read-only) and read them into a TtsParams."""
-    defaults = TtsParams()
-    for f in dataclasses.fields(TtsParams):
-        text, rng = _DESCRIPTIONS[f.name]
-        desc = ParameterDescriptor(description=text, read_only=True)
-        if isinstance(rng, IntegerRange):
-            desc.integer_range = [rng]
-        elif isinstance(rng, FloatingPointRange):
-            desc.floating_point_range = [rng]
-        node.declare_parameter(f.name, getattr(defaults, f.name), desc)
-    return TtsParams(**{f.name: node.get_parameter(f.name).value
-                        for f in dataclasses.fields(TtsParams)})
+    return declare_read_only(node, TtsParams(), _DESCRIPTIONS)
 
 
 def guidance_to_item(msg: Guidance) -> SpeechItem:
