@@ -22,7 +22,6 @@ import sys
 import threading
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -40,10 +39,8 @@ from proassist_ros.constants import (
     VOICE_ACTIVITY,
 )
 from proassist_ros.msg import AudioChunk, Task, TaskState, Utterance, VoiceActivity
-from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.node_params import declare_read_only
-from proassist_ros.ros.nodeset import check_params_files
-from proassist_ros.ros.spin import run_nodes
+from proassist_ros.ros.spin import main_for
 from proassist_ros.speech.asr import BACKENDS, make_recognizer
 from proassist_ros.speech.audio import ENCODING, pcm_from_bytes
 from proassist_ros.speech.vad import SpeechEnd, SpeechStart, VadConfig, VoiceDetector
@@ -200,15 +197,7 @@ class AsrNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``proassist_asr_node [--ros-args ...]``: spin until SIGINT/SIGTERM."""
-    apply_default_profile()
-    argv = list(sys.argv if args is None else args)
-    try:
-        check_params_files(argv)
-    except ValueError as exc:
-        print(f"proassist_asr_node: {exc}", file=sys.stderr)
-        return 2
-    rclpy.init(args=argv)
-    return run_nodes("proassist_asr_node", lambda: [AsrNode()], SingleThreadedExecutor())
+    return main_for("proassist_asr_node", lambda _argv: [AsrNode()], SingleThreadedExecutor, args)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -32,10 +31,8 @@ from rclpy.time import Time
 
 from proassist_ros.constants import AUDIO, NAMESPACE, NS_PER_S
 from proassist_ros.msg import AudioChunk
-from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.node_params import declare_read_only
-from proassist_ros.ros.nodeset import check_params_files
-from proassist_ros.ros.spin import run_nodes
+from proassist_ros.ros.spin import main_for
 from proassist_ros.speech.audio import ENCODING, SAMPLE_RATE, read_wav
 
 AUDIO_QOS = qos_profile_sensor_data
@@ -178,24 +175,14 @@ def main(args: list[str] | None = None) -> int:
     """``proassist_mic_node [--wav FILE] [--ros-args ...]``."""
     from rclpy.utilities import remove_ros_args
 
-    apply_default_profile()
-    argv = list(sys.argv if args is None else args)
-    own = remove_ros_args(argv)[1:]
-    wav = ""
-    if own[:1] == ["--wav"] and len(own) >= 2:
-        wav = own[1]
-    elif own:
+    own = remove_ros_args(list(sys.argv if args is None else args))[1:]
+    if own and not (own[:1] == ["--wav"] and len(own) == 2):
         print(f"proassist_mic_node: unknown arguments {own} (usage: proassist_mic_node "
               "[--wav FILE] [--ros-args ...])", file=sys.stderr)
         return 2
-    try:
-        check_params_files(argv)
-    except ValueError as exc:
-        print(f"proassist_mic_node: {exc}", file=sys.stderr)
-        return 2
-    rclpy.init(args=argv)
-    return run_nodes("proassist_mic_node", lambda: [MicNode(wav=wav)],
-                     SingleThreadedExecutor())
+    wav = own[1] if own else ""
+    return main_for("proassist_mic_node", lambda _argv: [MicNode(wav=wav)], SingleThreadedExecutor,
+                    args)
 
 
 if __name__ == "__main__":

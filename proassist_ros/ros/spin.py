@@ -11,6 +11,9 @@ from rclpy.exceptions import InvalidHandle
 from rclpy.executors import Executor, ExternalShutdownException
 from rclpy.logging import get_logger
 
+from proassist_ros.ros.dds_profile import apply_default_profile
+from proassist_ros.ros.nodeset import check_params_files
+
 
 def spin_until_shutdown(executor: Executor, poll_s: float = 0.25) -> None:
     """Spin until the context is shut down (rclpy's SIGINT/SIGTERM handlers do that).
@@ -64,3 +67,20 @@ def run_nodes(prog: str, make_nodes: Callable[[], list[Any]], executor: Executor
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main_for(prog: str, make_nodes: Callable[[list[str]], list[Any]], executor: Callable[[], Executor],
+             args: list[str] | None = None) -> int:
+    """A whole node process's ``main``: our DDS profile (unless the user set one), the
+    ``--params-file`` check (a missing or empty file is an error, exit 2, before DDS starts),
+    ``rclpy.init``, then ``run_nodes``. ``make_nodes`` gets the arguments with the ROS ones in;
+    it may raise ValueError for a bad argument of its own (exit 2 with the message)."""
+    apply_default_profile()
+    argv = list(sys.argv if args is None else args)
+    try:
+        check_params_files(argv)
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    rclpy.init(args=argv)
+    return run_nodes(prog, lambda: make_nodes(argv), executor())

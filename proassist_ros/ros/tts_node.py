@@ -23,7 +23,6 @@ import dataclasses
 import sys
 from typing import Any
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -36,10 +35,8 @@ from proassist_ros.constants import (  # relative: /proassist/guidance by defaul
     VOICE_ACTIVITY,
 )
 from proassist_ros.msg import Guidance, TtsStats, VoiceActivity
-from proassist_ros.ros.dds_profile import apply_default_profile
 from proassist_ros.ros.node_params import declare_read_only
-from proassist_ros.ros.nodeset import check_params_files
-from proassist_ros.ros.spin import run_nodes
+from proassist_ros.ros.spin import main_for
 from proassist_ros.tts import SpeechItem, SpeechWorker, TtsBackend, make_backend
 
 SPEAKING_TOPIC = "~/speaking"  # /proassist/tts/speaking
@@ -198,14 +195,7 @@ class TtsNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """``proassist_tts_node [--ros-args ...]``: spin until SIGINT/SIGTERM, then exit cleanly."""
-    apply_default_profile()
-    try:
-        check_params_files(list(sys.argv if args is None else args))
-    except ValueError as exc:
-        print(f"proassist_tts_node: {exc}", file=sys.stderr)
-        return 2
-    rclpy.init(args=args)
-    return run_nodes("proassist_tts_node", lambda: [TtsNode()], SingleThreadedExecutor())
+    return main_for("proassist_tts_node", lambda _argv: [TtsNode()], SingleThreadedExecutor, args)
 
 
 if __name__ == "__main__":
