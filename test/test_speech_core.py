@@ -118,18 +118,19 @@ def test_unusable_files_are_refused_with_a_reason(tmp_path):
         read_wav(low)
 
 
-def test_task_bias_turns_wrong_words_right(question):
+def test_task_bias_turns_wrong_words_right(tmp_path):
     """Real pocketsphinx on espeak-ng speech: the general model gets most words wrong, the
     task-biased model gets the question right."""
-    _, audio = question
+    said = "Where did I put the tea bag?"
+    audio = render_speech(said, tmp_path / "bag.wav", pad_s=1.0)
     off = PocketsphinxRecognizer(bias=False)
     on = PocketsphinxRecognizer(bias=True)
     on.set_task(TEA_GOAL, TEA_RECIPE)
-    assert on.search == "task" and "where is the kettle" in on.sentences
+    assert on.search == "task" and "where did i put the tea bag" in on.sentences
     hyp_on = " ".join(u.text for u in transcribe(audio.samples, on).utterances)
     hyp_off = " ".join(u.text for u in transcribe(audio.samples, off).utterances)
-    assert word_errors(QUESTION, hyp_on)[0] == 0, hyp_on
-    assert word_errors(QUESTION, hyp_off)[0] > word_errors(QUESTION, hyp_on)[0], hyp_off
+    assert word_errors(said, hyp_on)[0] == 0, hyp_on
+    assert word_errors(said, hyp_off)[0] >= 2, hyp_off
 
 
 def test_a_result_does_not_depend_on_what_was_decoded_before(tmp_path):
