@@ -2,7 +2,7 @@
 
 pocketsphinx's general en-us language model knows 130k words and little about kitchens: on
 espeak-ng renderings of the test split's user turns it gets ~72 % of the words wrong. A small
-trigram model built per task from what the wearer will plausibly say brings that to 14 %
+trigram model built per task from what the wearer will plausibly say brings that to 7 %
 (docs/speech.md): the task's own words (goal, recipe steps, the objects they name) and the
 questions wearers ask whatever the task (what next, how much is left, where is the ...,
 did I already ...). The sentences below are written from the issue's list of wearer questions
