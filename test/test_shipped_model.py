@@ -1,10 +1,14 @@
 """The shipped embedded model (docs/model_card.md): small fp16 safetensors in the package, loaded
 by ``load("embedded")`` as a trained model with its own θ and context limit, and on a shipped
 test bag (not in its training data) it speaks close to reference instructions while staying
-silent on most frames. Needs the real SmolLM2 cache (``make setup`` builds it)."""
+silent on most frames, and writes a progress summary that names the task when IPS runs. Issue
+10/14's proactivity target (speak within 2 s after half the step completions) is not met yet
+and stands here as a strict xfail. Needs the real SmolLM2 cache (``make setup`` builds it)."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -12,15 +16,22 @@ import torch
 from safetensors.torch import load_file
 
 from proassist_ros.data.dataset_read import read_episode_base
-from proassist_ros.engine import EngineConfig
+from proassist_ros.engine import AssistantSession, EngineConfig
 from proassist_ros.engine.config import model_settings
 from proassist_ros.eval.offline import run_episode
 from proassist_ros.model import load
 from proassist_ros.model.embedded import WEIGHTS_DIR
 from proassist_ros.model.loader import default_settings
+from proassist_ros.runtime.sampling import sampled_frames
 
 BAG = Path(__file__).resolve().parents[1] / "samples" / "test_0004_take_medicine"
 WINDOW_S = 2.0
+# A step completion "has a reference instruction" when one follows its t_end this soon (in the
+# sample bags they follow after 0.6–1.9 s).
+FOLLOW_S = 3.0
+# IPS forced: the model's own settings with a shorter L, so that the first summary comes 30 s
+# into the bag (at L = 1024 no sample bag reaches L − reserve).
+IPS_CONTEXT_LIMIT = 384
 
 
 def _own_config() -> EngineConfig:
@@ -31,6 +42,13 @@ def _own_config() -> EngineConfig:
 @pytest.fixture(scope="module")
 def shipped():
     return load("embedded")
+
+
+@pytest.fixture(scope="module")
+def bag_run(shipped):
+    """The sample bag through the offline loop at the model's own settings (greedy, fp32)."""
+    episode, t0_ns = read_episode_base(BAG)
+    return episode, run_episode(shipped, episode, _own_config(), t0_ns=t0_ns)
 
 
 def test_shipped_weights_are_small_fp16_safetensors():
@@ -68,12 +86,69 @@ def test_other_shapes_are_refused_with_the_way_out():
         load("embedded", image_size=224)
 
 
-def test_speaks_near_instructions_and_is_silent_on_most_frames(shipped):
-    episode, t0_ns = read_episode_base(BAG)
-    run = run_episode(shipped, episode, _own_config(), t0_ns=t0_ns)
+def test_speaks_near_instructions_and_is_silent_on_most_frames(bag_run):
+    _, run = bag_run
     instructions = [t for t, _, kind in run.references if kind == "instruction"]
     spoken = [t for t, _ in run.predictions]
     assert instructions and run.frames
     near = [s for s in spoken if any(abs(s - r) <= WINDOW_S for r in instructions)]
     assert near, f"no utterance within {WINDOW_S} s of an instruction: spoke at {spoken}, refs {instructions}"
     assert len(spoken) < 0.5 * len(run.frames), f"spoke on {len(spoken)} of {len(run.frames)} frames"
+
+
+def completions_followed_by_instruction(episode, run) -> list[float]:
+    """The t_end of each step (the bag's facts) that a reference instruction follows within FOLLOW_S."""
+    instructions = [t for t, _, kind in run.references if kind == "instruction"]
+    ends = [float(s["t_end"]) for s in episode.meta.extra["steps"]]
+    return [e for e in ends if any(e <= r <= e + FOLLOW_S for r in instructions)]
+
+
+def test_the_bag_has_step_completions_followed_by_instructions(bag_run):
+    """The xfail below measures something: enough completions for "half" to mean something."""
+    episode, run = bag_run
+    assert len(completions_followed_by_instruction(episode, run)) >= 3
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 10/14's target, not met by the shipped model (v3) on any sample bag: 0 of 6 / 4 / 4 / 8 "
+    "completions (water_plants / take_medicine / assemble_lamp / make_coffee, fp32 and int8); on "
+    "this bag it first speaks 4.7–6.2 s after each completion. v1 met 0–1 per bag. "
+    "docs/model_card.md, 'Shipped model: headline'"))
+def test_speaks_within_2s_after_half_the_step_completions(bag_run):
+    episode, run = bag_run
+    ends = completions_followed_by_instruction(episode, run)
+    spoken = [t for t, _ in run.predictions]
+    caught = [e for e in ends if any(e <= t <= e + WINDOW_S for t in spoken)]
+    assert 2 * len(caught) >= len(ends), (
+        f"spoke within {WINDOW_S} s after {len(caught)} of {len(ends)} step completions "
+        f"(ends {[round(e, 1) for e in ends]}, spoke at {spoken})")
+
+
+def test_ips_writes_a_summary_that_names_the_task(shipped):
+    """IPS forced by a shorter L (the engine's own synchronous IPS path, greedy): the first summary
+    is non-empty and names the task (a word of the goal). The frames stop at that summary."""
+    cfg = dataclasses.replace(_own_config(), context_limit=IPS_CONTEXT_LIMIT)
+    assert cfg.context_strategy == "ips" and not getattr(cfg, "ips_background", False)  # synchronous IPS
+    episode, t0_ns = read_episode_base(BAG)
+    session = AssistantSession(shipped, cfg)
+    session.set_task(episode.task.goal, episode.task.knowledge, episode.task.steps)
+    pending = sorted(episode.user_turns, key=lambda u: u.t)
+    event = None
+    for t, rgb in sampled_frames(episode, 2.0, t0_ns):
+        while pending and pending[0].t <= t:
+            u = pending.pop(0)
+            session.push_user_utterance(u.text, u.t)
+        with torch.inference_mode():
+            feats = shipped.embed_frames([rgb])
+        r = session.push_embedded(feats, [t])[0]
+        if r.context_event:
+            event = r
+            break
+    assert event is not None, f"no context event in the bag at L = {IPS_CONTEXT_LIMIT}"
+    assert event.context_event == "ips"
+    words = set(re.findall(r"[a-z]+", event.summary.lower()))
+    goal = {w for w in re.findall(r"[a-z]+", episode.task.goal.lower()) if len(w) >= 4} - {"want", "would", "like"}
+    assert goal, episode.task.goal
+    assert event.summary.strip() and words & goal, (
+        f"summary at {event.stamp_s} s: {event.summary!r}; goal {episode.task.goal!r}")
+    assert session.task_state().progress_summary == event.summary
