@@ -33,7 +33,11 @@ def test_param_table_matches_config_and_engine_defaults():
     engine = EngineConfig()
     own = AssistantConfig().engine_config({})  # θ < 0 / context_limit 0: the model's, else the engine's
     for name in (*ENGINE_POLICIES, *ENGINE_SETUP):
+        if name == "ips_background":  # on purpose: live streams write summaries in the background,
+            assert (own.ips_background, engine.ips_background) == (True, False)  # eval is synchronous
+            continue
         assert getattr(own, name) == getattr(engine, name), name
+    assert not AssistantConfig(ips_background=False).engine_config({}).ips_background
     assert set(ENGINE_POLICIES) <= RUNTIME_PARAMS
 
 

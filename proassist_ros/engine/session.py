@@ -31,13 +31,14 @@ import numpy as np
 import torch
 
 from proassist_ros.constants import MAX_KNOWLEDGE_CHARS, MAX_SOURCE_CHARS, MAX_TASK_STEPS, MAX_TURN_CHARS
-from proassist_ros.model.streaming import StreamState, forward_chunk, step_frame
+from proassist_ros.model.streaming import StreamState, crop, forward_chunk, step_frame
 
 from . import context as ctx
 from .config import EngineConfig
 from .knowledge import knowledge_message, parse_steps
 from .labels import classify
 from .policies import TalkPolicy
+from .summary_job import SummaryJob
 from .task_state import TaskStateData, TaskTracker
 
 
@@ -58,6 +59,7 @@ class FrameResult:
     blocked_by: str = ""       # "min_gap" | "talk_budget" | "repeat" when a policy silenced it
     context_event: str = ""    # "ips" | "drop_middle" | "drop_all" when context was managed
     summary: str = ""          # the IPS progress summary made at this frame
+    summary_running: bool = False  # a background IPS summary is being written after this frame
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -92,6 +94,9 @@ class AssistantSession:
         """Back to a clean state: no cache, no dialogue, no task. Returns the new session id."""
         with self._lock:
             self.session_id = session_id or uuid.uuid4().hex[:12]
+            if getattr(self, "_ips_job", None) is not None:
+                self._ips_job.cancel()
+            self._ips_job: SummaryJob | None = None  # a background IPS summary being written
             self._state = StreamState.new()
             self._started = False          # BOS + system prompt fed?
             self._pending: list[int] = []  # ids to prefix to the next frame (IPS / drop_all)
@@ -367,11 +372,7 @@ class AssistantSession:
 
     def _crop(self, length: int) -> None:
         """Cut the cache back to ``length`` positions (slicing, like model.streaming.drop_middle)."""
-        if self._state.cache is not None and self._state.num_tokens > length:
-            for layer in self._state.cache.layers:
-                layer.keys = layer.keys[..., :length, :]
-                layer.values = layer.values[..., :length, :]
-            self._state.num_tokens = length
+        crop(self._state, length)
 
     def _bookkeep(self, f: _Frame, tokens_after: int) -> None:
         """Per-frame bookkeeping: the task clock, and Drop-Middle's initial part (spec §3.3: the
@@ -381,12 +382,26 @@ class AssistantSession:
             self._init_len = tokens_after
 
     def _manage_context(self, f: _Frame, r: FrameResult) -> None:
+        self._context_step(f, r)
+        r.summary_running = self._ips_job is not None
+
+    def _context_step(self, f: _Frame, r: FrameResult) -> None:
         """After a frame (and its reply): IPS / drop-middle / drop-all once the KV cache reaches
-        L − reserve (spec §2.5); the prefix they leave goes in front of the next frame."""
+        L − reserve (spec §2.5); the prefix they leave goes in front of the next frame.
+        With ``ips_background`` the summary is written on a fork while frames go on
+        (engine/summary_job.py), and the new context is taken at a frame end once it is done."""
+        if self._ips_job is not None:
+            self._take_summary(f, r)
+            return
         if self._state.num_tokens < self._cfg.trigger_tokens:
             return
         t0 = time.perf_counter()
         strategy = self._cfg.context_strategy
+        if strategy == "ips" and self._cfg.ips_background:
+            threads = max(1, torch.get_num_threads() // 2)
+            self._ips_job = SummaryJob(self.model, self._state, self._cfg, f.feats, self._knowledge, threads)
+            r.timings["context_s"] = time.perf_counter() - t0
+            return
         if strategy == "ips":
             out = ctx.iterative_progress_summarization(self.model, self._state, self._cfg, f.feats,
                                                        self._knowledge)
@@ -399,3 +414,25 @@ class AssistantSession:
         self.summaries_triggered += 1
         r.context_event, r.summary = out.event, out.summary
         r.timings["context_s"] = time.perf_counter() - t0
+
+    def _take_summary(self, f: _Frame, r: FrameResult) -> None:
+        """Hand over to the background summary's context once it is done, or wait for it when
+        the old cache has used its reserve (L reached)."""
+        job = self._ips_job
+        if not job.done.is_set() and self._state.num_tokens < self._cfg.context_limit:
+            return
+        t0 = time.perf_counter()
+        out, self._state = job.hand_over()
+        self._ips_job = None
+        self._tracker.on_summary(out.summary, f.stamp)
+        self.summaries_triggered += 1
+        r.context_event, r.summary = out.event, out.summary
+        r.timings["context_s"] = time.perf_counter() - t0
+        r.timings["summary_job_s"] = job.job_s
+
+    def wait_summary(self) -> None:
+        """Block until a background IPS summary being written is done (its context is taken at
+        the next frame end). For tests and orderly shutdown; a live stream never needs it."""
+        job = self._ips_job
+        if job is not None:
+            job.done.wait()

@@ -231,20 +231,40 @@ def hour_stream(model, defaults: Mapping[str, Any], n: int, window: int, context
             "rss_growth_second_half_mb": float(max(half) - min(half)) if half else 0.0}
 
 
+REALTIME_LEAD_TOKENS = 8  # ips_stall: tokens before the IPS trigger from which frames come in real time
+
+
 def ips_stall(model, defaults: Mapping[str, Any], frames: list[np.ndarray], context_limit: int,
-              reply_max_tokens: int, depth: int = 8, max_frames: int = 2000, after: int = 8) -> dict:
-    """Frames arrive at their stamps on a virtual clock driven by the real compute times (as
-    ``bench.simulate``); backlogs of up to ``depth`` frames go through ``push_frames`` (catch-up).
-    A decision happens when a backlog's newest frame has been decided (its reply and the context
-    management come after it). Returns the longest gap from one decision's end (its reply
-    included) to the next decision when a summary ran in between; runs until ``after`` backlogs
-    past the first summary."""
-    s = session(model, defaults, context_limit, reply_max_tokens=reply_max_tokens)
+              reply_max_tokens: int, depth: int = 8, max_frames: int = 2000, after: int = 8,
+              background: bool = True) -> dict:
+    """How long a summary leaves the stream undecided. Frames arrive at their stamps on a virtual
+    clock driven by the real compute times (as ``bench.simulate``); backlogs of up to ``depth``
+    frames go through ``push_frames`` (catch-up). A decision happens when a backlog's newest frame
+    has been decided (its reply and the context management come after it).
+
+    ``ips_stall_s``: the longest time a frame waited for the decision that took it in — from its
+    arrival, or from the end of the previous decision's reply if that came later (a reply is not
+    the summary's doing) — over the backlogs around a summary: from the frame whose end started
+    it to the first decision after it was taken. At 2 FPS with nothing in the way it is the step
+    time (~0.05 s); synchronous IPS makes it the summary's length. ``decision_gap_s``: the same
+    window's longest time between two decisions (≥ 1 / FPS by construction; the key's definition
+    before 2026-12-07). Runs until ``after`` backlogs past the first summary. ``background``: the
+    node's IPS in a background thread (engine/summary_job.py); False: the paper's synchronous IPS.
+    The clock is virtual (idle time skipped) until the context is ``REALTIME_LEAD_TOKENS`` short
+    of the trigger, then the wall clock: frames are waited for, as from a camera, so a summary
+    written in the background gets the real time it would get in the node.
+    """
+    s = session(model, defaults, context_limit, reply_max_tokens=reply_max_tokens, ips_background=background)
     s.set_task(GOAL, RECIPE)
-    now, i, last_decision, stall, summary_s = 0.0, 0, None, None, []
-    remaining, pending, lost = None, False, 0
+    now, i, prev_end, stall, gap, summary_s = 0.0, 0, None, None, None, []
+    remaining, pending, lost, job_s, offset = None, False, 0, [], None
     while i < max_frames and (remaining is None or remaining > 0):
         now = max(now, (i + 1) / FPS)  # frame k arrives at (k + 1) / FPS
+        if offset is None and s.context_tokens >= s.config.trigger_tokens - REALTIME_LEAD_TOKENS:
+            offset = time.perf_counter() - now  # from here on the clock is the wall clock
+        if offset is not None:  # a summary thread runs in real time: so must the camera
+            time.sleep(max(0.0, now - (time.perf_counter() - offset)))
+            now = time.perf_counter() - offset
         j = min(int(now * FPS + 1e-9), max_frames)  # frames 0..j-1 have arrived
         take = list(range(max(i, j - depth), j))
         lost += j - i - len(take)
@@ -254,15 +274,25 @@ def ips_stall(model, defaults: Mapping[str, Any], frames: list[np.ndarray], cont
         newest = results[-1]
         reply_s = newest.timings.get("reply_s", 0.0)
         decision = now + dt - reply_s - newest.timings.get("context_s", 0.0)
-        # a summary after the previous decision's reply, or within this backlog's older frames;
-        # the gap counts from the end of that reply (the reply is not the summary's doing)
-        if last_decision is not None and (pending or any(r.context_event for r in results[:-1])):
-            stall = max(stall or 0.0, decision - last_decision)
-        pending = bool(newest.context_event)
-        decision += reply_s
+        # a summary after the previous decision, or within this backlog's older frames
+        if prev_end is not None and (pending or any(_summary_at(r) for r in results[:-1])):
+            stall = max(stall or 0.0, decision - max((i + 1) / FPS, prev_end))  # frame i waited longest
+            gap = max(gap or 0.0, decision - prev_end)
+        pending = _summary_at(newest)
         summary_s += [r.timings.get("context_s", 0.0) for r in results if r.context_event]
+        job_s += [r.timings["summary_job_s"] for r in results if "summary_job_s" in r.timings]
         if summary_s:
             remaining = after if remaining is None else remaining - 1
-        last_decision, now, i = decision, now + dt, j
-    return {"ips_stall_s": stall, "summaries": len(summary_s), "summary_s_max": max(summary_s, default=None),
+        prev_end, now, i = decision + reply_s, now + dt, j
+        if offset is not None:
+            now = time.perf_counter() - offset
+    s.wait_summary()
+    return {"ips_stall_s": stall, "decision_gap_s": gap, "summaries": len(summary_s),
+            "summary_s_max": max(summary_s, default=None), "summary_job_s_max": max(job_s, default=None),
+            "background": background, "summary": s.task_state().progress_summary,
             "frames": i, "frames_lost": lost, "depth": depth, "limit": context_limit}
+
+
+def _summary_at(r) -> bool:
+    """The frame's end ran a context event, or a background summary is being written after it."""
+    return bool(r.context_event) or r.summary_running

@@ -95,4 +95,6 @@ def forward_chunks_batched(
             v = layer.values[i : i + 1, :, p_max : p_max + lens[i]]
             s.cache.layers[layer_idx].update(k, v)
         s.num_tokens += lens[i]
+        if s.log is not None:
+            s.log.record(chunks[i][0], chunks[i][1])
     return list(logits)

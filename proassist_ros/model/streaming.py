@@ -10,6 +10,7 @@ exactly like the original).
 from __future__ import annotations
 
 import copy
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,19 +24,65 @@ from proassist_ros.model.modeling import ProAssistModel
 FORCE_LOGIT = 1e4  # the original forces the eot logit to ±1e4 (spec §2.2 step 4c)
 
 
+class FeedLog:
+    """What entered a stream's cache from position ``start`` on: token ids and the frame features
+    of their ``<image>`` slots, in order, so the same tokens can be fed again into another cache
+    (a background IPS summary's new context, engine/summary_job.py).
+
+    Thread-safe: the stream's thread records and truncates, a summary thread reads. ``low`` is
+    the shortest length the log was cut back to (``crop``): entries from there on may have been
+    replaced since a reader took them.
+    """
+
+    def __init__(self, img_token_id: int, start: int) -> None:
+        self.img_token_id, self.start = img_token_id, start
+        self.low = float("inf")
+        self._ids: list[int] = []
+        self._feats: list[torch.Tensor] = []  # one (D,) row per <image> slot
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def record(self, ids: Sequence[int], feats: torch.Tensor | None) -> None:
+        with self._lock:
+            self._ids += list(ids)
+            if feats is not None and feats.numel():
+                self._feats += list(feats.reshape(-1, feats.shape[-1]))
+
+    def truncate(self, n: int) -> None:
+        with self._lock:
+            cut = sum(1 for i in self._ids[n:] if i == self.img_token_id)
+            del self._ids[n:]
+            if cut:
+                del self._feats[-cut:]
+            self.low = min(self.low, n)
+
+    def since(self, k: int) -> tuple[list[int], torch.Tensor | None, int]:
+        """Entries k… : (ids, their frame features (n_img, D) or None, the log's length)."""
+        with self._lock:
+            ids = self._ids[k:]
+            first = sum(1 for i in self._ids[:k] if i == self.img_token_id)
+            feats = torch.stack(self._feats[first:]) if len(self._feats) > first else None
+            return ids, feats, len(self._ids)
+
+
 @dataclass
 class StreamState:
-    """Per-stream KV cache; ``num_tokens`` is its length (= next position id)."""
+    """Per-stream KV cache; ``num_tokens`` is its length (= next position id). ``log``, when set,
+    records every token fed from then on (FeedLog)."""
 
     cache: DynamicCache | None = None
     num_tokens: int = 0
+    log: FeedLog | None = None
 
     @classmethod
     def new(cls) -> StreamState:
         return cls()
 
     def clone(self) -> StreamState:
-        """Independent copy (e.g. to keep Drop-Middle's initial part or to branch a stream)."""
+        """Independent copy (e.g. to keep Drop-Middle's initial part or to branch a stream);
+        the copy records nothing."""
         return StreamState(copy.deepcopy(self.cache), self.num_tokens)
 
 
@@ -87,6 +134,8 @@ def forward_chunk(
     out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True, **extra)
     state.cache = out.cache if out.cache is not None else state.cache
     state.num_tokens += int(ids.numel())
+    if state.log is not None:
+        state.log.record(ids.tolist(), frame_feats)
     return out.logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
 
 
@@ -148,6 +197,18 @@ def step_frame(
         forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence], keep=[-1])
     text = chat.clean_reply(tokens)
     return FrameStep(p_silence, bool(text), tokens, text, finished, decide_s)
+
+
+def crop(state: StreamState, length: int) -> None:
+    """Cut the cache (and its log) back to ``length`` positions, e.g. to take a reply back."""
+    if state.cache is None or state.num_tokens <= length:
+        return
+    for layer in state.cache.layers:
+        layer.keys = layer.keys[..., :length, :]
+        layer.values = layer.values[..., :length, :]
+    state.num_tokens = length
+    if state.log is not None:
+        state.log.truncate(max(length - state.log.start, 0))
 
 
 def drop_middle(state: StreamState, keep_prefix: int, keep_last: int) -> None:

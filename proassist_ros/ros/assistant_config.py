@@ -72,6 +72,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               low=0, high=131072),
     ParamSpec("context_strategy", "ips", "what happens at the context limit",
               choices=("ips", "drop_middle", "drop_all")),
+    ParamSpec("ips_background", True, "write an IPS progress summary in a background thread while "
+              "frames go on deciding inside the reserve, then take the new context (no stall; "
+              "docs/engine.md); false: the paper's synchronous IPS, the stream waits for the summary"),
     ParamSpec("image_topic", IMAGE_TOPIC,
               "camera topic; with transport=compressed '<image_topic>/compressed' is used"),
     ParamSpec("transport", "raw", "image transport", choices=("raw", "compressed")),
@@ -107,7 +110,7 @@ RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if p.runtime)
 # through AssistantSession.update_config) and the configure-time context settings.
 ENGINE_POLICIES = ("theta", "reply_max_tokens", "min_gap_s", "talk_budget_per_min",
                    "suppress_repeats")
-ENGINE_SETUP = ("context_limit", "context_strategy")
+ENGINE_SETUP = ("context_limit", "context_strategy", "ips_background")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ class AssistantConfig:
     theta: float = -1.0
     context_limit: int = 0
     context_strategy: str = "ips"
+    ips_background: bool = True
     image_topic: str = IMAGE_TOPIC
     transport: str = "raw"
     image_reliability: str = "auto"
