@@ -248,6 +248,30 @@ def test_int8_linear_paths_match_the_dequantized_weight():
         assert torch.allclose(got, ref, atol=tol, rtol=tol), (rows, (got - ref).abs().max())
 
 
+def test_rescored_head_is_fp32_where_the_probability_is():
+    """The int8 head's scan finds the logits within the margin of the top; those are the fp32
+    head's exactly (so the argmax and P(silence) near θ are), the far tail is int8-close."""
+    from proassist_ros.model.quantize import HEAD_EXACT_MARGIN, PACKED_MAX_ROWS, RescoredHead
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(64, 5000, bias=False)
+    with torch.no_grad():
+        lin.weight.mul_(torch.linspace(0.2, 6.0, 5000)[:, None])  # a spread: a top, a tail
+    head = RescoredHead(lin)
+    assert head.weight is lin.weight  # no second fp32 copy
+    x = torch.randn(1, 3, 64)
+    ref, got = lin(x), head(x)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    for r, g in zip(ref[0], got[0]):
+        near = r >= r.max() - HEAD_EXACT_MARGIN + 0.5  # inside the margin whatever the int8 error
+        assert near.sum() >= 2 and (~near).sum() > 100
+        assert torch.allclose(g[near], r[near], atol=1e-5) and g.argmax() == r.argmax()
+        assert torch.allclose(torch.softmax(g, -1), torch.softmax(r, -1), atol=1e-4)
+        assert not torch.equal(g[~near], r[~near])  # the tail is the int8 scan's
+    many = torch.randn(PACKED_MAX_ROWS + 1, 64)  # prompts: the fp32 head as it is
+    assert torch.allclose(head(many), lin(many), atol=1e-5)
+
+
 def test_quantize_auto_is_int8_on_cpu_for_fp32_only():
     from proassist_ros.model.quantize import check_quantize, is_quantized
 

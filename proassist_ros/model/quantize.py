@@ -13,10 +13,12 @@ weight in fp32, where MKL's blocked GEMM is faster than the packed kernel. Where
 (an older torch), the de-quantized path serves every call: same weights, slower.
 
 What is quantized: every Linear of the decoder layers (INT8_LAYERS: attention q/k/v/o and the
-MLP), 80 % of SmolLM2-135M's weights. The output head stays fp32: P(silence) and the reply's
-argmax are read from its logits, and an int8 or bf16 head moved them most (teacher-forced against
-fp32 on a sample bag, eval/agreement.py, docs/performance.md "int8"). The embedding table, the
-norms, the vision tower and the projector stay fp32 too.
+MLP), 80 % of SmolLM2-135M's weights. The output head keeps its fp32 logits where they matter:
+P(silence) and the reply's argmax are read from them, and a plain int8 or bf16 head moved them
+most (teacher-forced against fp32, eval/agreement.py, docs/performance.md "int8"). So the head
+is a ``RescoredHead``: an int8 scan of the vocabulary (its 113 MB fp32 read was a quarter of a
+token's time) picks the logits near the top, and those are recomputed in fp32. The embedding
+table, the norms, the vision tower and the projector stay fp32.
 
 History: the first ``int8`` was dynamic quantization (``torch.ao.quantize_dynamic``) of
 gate/up only: activations rounded to int8 per token lose SmolLM2's outlier channels elsewhere.
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 # The Linear layers ``int8`` quantizes (name suffixes in a LlamaForCausalLM); see the module doc.
 INT8_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 PACKED_MAX_ROWS = 32  # above: de-quantize and use fp32 GEMM (faster for prompts on MKL)
+HEAD_EXACT_MARGIN = 8.0  # nats: head logits this close to the top are recomputed in fp32
 _PACKED_MM = getattr(torch, "_weight_int8pack_mm", None)
 
 
@@ -89,6 +92,40 @@ class Int8Linear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
 
 
+class RescoredHead(nn.Module):
+    """The output head, fast and exact where it counts: an int8 pass over the whole vocabulary
+    (a quarter of the fp32 head's 113 MB read per token) finds the logits within
+    ``HEAD_EXACT_MARGIN`` of the largest, and those are recomputed from the fp32 rows.
+
+    So the argmax — a reply's next token — and every logit that carries probability (P(silence)
+    whenever it is near θ) are the fp32 head's; only the far tail, each term below e^-margin of
+    the top one, keeps the int8 value in the softmax's sum. Chunks of more than
+    ``PACKED_MAX_ROWS`` rows take the fp32 head as it is."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight = linear.weight  # (V, D) fp32, shared with the model (no copy)
+        self.bias = linear.bias
+        self.q = Int8Linear(linear)
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features)  # (rows, D)
+        if _PACKED_MM is None or x2.shape[0] > PACKED_MAX_ROWS:
+            return F.linear(x, self.weight, self.bias)
+        logits = self.q(x2).to(x.dtype)  # (rows, V), int8 weights
+        for r in range(x2.shape[0]):
+            row = logits[r]
+            cand = torch.nonzero(row >= row.max() - HEAD_EXACT_MARGIN).squeeze(1)  # (k,)
+            exact = self.weight[cand] @ x2[r]  # (k,) fp32
+            row[cand] = exact if self.bias is None else exact + self.bias[cand]
+        return logits.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, int8 scan + fp32 "
+                f"logits within {HEAD_EXACT_MARGIN} of the top")
+
+
 @torch.no_grad()
 def quantize_llm(llm: nn.Module, mode: str = "int8") -> nn.Module:
     """Replace the ``INT8_LAYERS`` of ``llm`` in place by weight-only int8 layers (CPU, fp32 LLM)."""
@@ -103,6 +140,9 @@ def quantize_llm(llm: nn.Module, mode: str = "int8") -> nn.Module:
     for name, linear in targets:
         parent, _, child = name.rpartition(".")
         setattr(llm.get_submodule(parent) if parent else llm, child, Int8Linear(linear))
+    head = llm.get_output_embeddings()
+    if isinstance(head, nn.Linear):
+        llm.set_output_embeddings(RescoredHead(head))
     log.info("quantize int8: %d Linear layers of the LLM are weight-only int8 (%s kernel)", len(targets),
              "packed" if _PACKED_MM is not None else "de-quantized")
     return llm
