@@ -96,8 +96,10 @@ def test_an_error_reaches_only_its_own_caller():
     assert stats.batched_rounds == 0 and stats.frames == 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def server():
+    """A server per test: the tests count its frames and sessions, so none may inherit another's
+    (nor a repeat of itself, `pytest --count N`)."""
     srv = ModelServer(MODEL, SESSION)
     yield srv
     srv.close()
