@@ -139,3 +139,16 @@ def test_proassist_train_probe_end_to_end_on_the_tiny_model(tmp_path, capsys):
             assert 0 <= r["completion"]["auc"] <= 1 and r["completion"]["positives"] > 0
     assert (tmp_path / "probe.png").stat().st_size > 1000
     assert "(b) compl AUC" in capsys.readouterr().out
+
+
+def test_the_hand_reference_sees_a_step_end_only_with_the_earlier_frame(tmp_path):
+    """Right after a step ends the hands rest as in any pause: one frame's hand phase cannot tell
+    all of (b); with the frame a second earlier (act -> rest) it can."""
+    from proassist_ros.train.probe import main
+
+    rc = main(["hand", "--videos", "2", "--types", "take_medicine", "--fps", "2", "--size", "64x48",
+               "--steps", "100", "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    r = json.loads((tmp_path / "probe.json").read_text())["towers"]["hand"]["features"]["phase"]
+    assert r["completion_pair"]["auc"] >= 0.95
+    assert r["completion"]["auc"] < r["completion_pair"]["auc"] - 0.03

@@ -122,6 +122,38 @@ class CaptionWords:
                                               "dims (no pixels)"}
 
 
+@dataclass
+class HandPhase:
+    """A reference, not a tower: the hand's action and phase as the renderer draws it ("step:act",
+    "idle:rest", "return:back", …; ``train.vision_facts.hand_label``), one-hot (hashed to ``dims``).
+
+    Why: (b) asks whether a step ended within the last second, and right after a step ends the
+    hands rest exactly as they do in any pause, so no single frame can tell all of it; this row
+    gives that ceiling for one frame, and with the frame a second earlier (act → rest) the level a
+    tower that sees only what the hand does could reach. Needs the world (``world_videos``, or bags
+    whose generator and video id say which world)."""
+
+    name: str = "hand"
+    spec: str = "hand"
+    dims: int = 64
+    kinds = ("phase",)
+
+    def features(self, video: Video, pixels: dict[int, torch.Tensor]) -> dict[str, np.ndarray]:
+        from proassist_ros.train.vision_facts import hand_label
+
+        if video.world is None:
+            raise ValueError(f"{video.video_id}: the 'hand' reference needs the task world behind the video "
+                             "(rendered videos, or bags of this generator)")
+        x = np.zeros((len(video.t), self.dims), np.float32)
+        for row, t in enumerate(video.t):
+            x[row, zlib.crc32(hand_label(video.world, float(t)).encode()) % self.dims] = 1.0
+        return {"phase": x}
+
+    def info(self) -> dict:
+        return {"spec": self.spec, "source": f"reference: the hand's action:phase from the world, one-hot hashed to "
+                                              f"{self.dims} dims (no pixels)"}
+
+
 def _from_model(model, name: str, spec: str) -> Tower:
     c = model.config
     return Tower(name, spec, model.vision.float().eval(), model.mm_projector.float().eval(), c.image_size,
@@ -175,13 +207,15 @@ def _random_like(ref: Tower | None, seed: int, spec: str) -> Tower:
                  size or int(vision.config.image_size), grid, False, what)
 
 
-def load_tower(spec: str, reference: Tower | None = None, patch_grid: int = 0) -> Tower | CaptionWords:
+def load_tower(spec: str, reference: Tower | None = None, patch_grid: int = 0) -> Tower | CaptionWords | HandPhase:
     """``shipped`` (``load("embedded")``), ``tiny``, ``random[:SEED]`` (like ``reference``), a model
-    checkpoint directory, a stage-1 tower directory, or ``captions`` (the reference)."""
+    checkpoint directory, a stage-1 tower directory, or ``captions`` / ``hand`` (the references)."""
     from proassist_ros.model import load
 
     if spec == "captions":
         return CaptionWords()
+    if spec == "hand":
+        return HandPhase()
     if spec.split(":")[0] == "random":
         seed = int(spec.split(":")[1]) if ":" in spec else 0
         return _random_like(reference, seed, spec)
@@ -194,7 +228,7 @@ def load_tower(spec: str, reference: Tower | None = None, patch_grid: int = 0) -
     return _from_model(load(path), path.name, spec)
 
 
-def load_towers(specs: Sequence[str], patch_grid: int = 0) -> list[Tower | CaptionWords]:
+def load_towers(specs: Sequence[str], patch_grid: int = 0) -> list[Tower | CaptionWords | HandPhase]:
     """All towers; ``random`` is shaped as the first other tower listed; ``patch_grid`` applies to
     stage-1 tower directories (a model directory says its own I)."""
     loaded = {s: load_tower(s, patch_grid=patch_grid) for s in specs if s.split(":")[0] != "random"}
@@ -540,7 +574,7 @@ def run_probes(feats: np.ndarray, facts: Facts, folds: dict[str, int], *, window
 
 
 # ---- the whole run ------------------------------------------------------------------------------
-def collect(towers: Sequence[Tower | CaptionWords], videos: Iterable[Video], *, window_s: float,
+def collect(towers: Sequence[Tower | CaptionWords | HandPhase], videos: Iterable[Video], *, window_s: float,
             total: int | None = None, progress: bool = True) -> tuple[Facts, dict[str, dict[str, np.ndarray]]]:
     """Facts and per-tower features of every sampled frame (frames are dropped video by video)."""
     from tqdm import tqdm
@@ -560,7 +594,7 @@ def collect(towers: Sequence[Tower | CaptionWords], videos: Iterable[Video], *, 
     return facts, {n: {k: np.concatenate(xs) for k, xs in c.items()} for n, c in chunks.items()}
 
 
-def probe(towers: Sequence[Tower | CaptionWords], videos: Iterable[Video], *, data: dict, folds: int = 2,
+def probe(towers: Sequence[Tower | CaptionWords | HandPhase], videos: Iterable[Video], *, data: dict, folds: int = 2,
           window_s: float = 1.0, l2: float = 1e-2, steps: int = 200, total: int | None = None,
           progress: bool = True, log: Callable[[str], None] = print) -> dict:
     """Everything ``probe.json`` holds: the data, the split, and per tower and feature kind the metrics."""
@@ -670,7 +704,8 @@ def parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("towers", nargs="*", default=list(DEFAULT_TOWERS),
       help="shipped | tiny | random[:SEED] (shaped as the first other tower) | a model or stage-1 tower directory "
-           "| captions (a reference: the frame's caption as word counts, no pixels)")
+           "| captions (a reference: the frame's caption as word counts, no pixels) "
+           "| hand (a reference: the hand's action:phase from the world, no pixels)")
     a("--videos", type=int, default=20, help="world videos (the val split has 10 task types: 2 videos each)")
     a("--fps", type=float, default=2.0, help="frames per second probed (the node's 2 FPS)")
     a("--seed", type=int, default=8, help="world seed (8: the model card's validation set)")
