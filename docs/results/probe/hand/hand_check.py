@@ -3,11 +3,13 @@
 The probe's `hand` reference says a frame's hand phase, with the frame a second earlier, decides
 (b) completely (AUC 1.00). This trains a binary "hands at rest" head on pixels, on 30 train videos
 (seed 7) and scores it on 10 val videos (seed 8), for the shipped ViT tower fine-tuned end to end
-(`vit LR`) and for a 4-layer CNN with batch norm (`cnn LR`): 300 steps of 64 frames, 2 threads.
+(`vit LR`), the same with a convolutional stem instead of its patch embedding (`vitstem LR`),
+and for a 4-layer CNN with batch norm (`cnn LR`): 300 steps of 64 frames, 2 threads.
 Look-aways count as rest (the world's `idle:rest`), as the fact heads would see them unmasked.
 
     python docs/results/probe/hand/hand_check.py cnn 2e-3
     python docs/results/probe/hand/hand_check.py vit 2e-4
+    python docs/results/probe/hand/hand_check.py vitstem 2e-4
 """
 
 import re
@@ -46,12 +48,32 @@ def cnn() -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-class ViT(nn.Module):
-    """The shipped tower's MAP token (what the projector gets at I = 1)."""
+class ConvStem(nn.Sequential):
+    """Four 3x3 stride-2 convolutions + a 1x1 to the width: the patch grid of a 16-pixel patch
+    embedding (128 px -> 8 x 8), with a convolution's bias towards local shapes."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: int) -> None:
+        layers, c_in = [], 3
+        for c_out in (32, 64, 128, 256):
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in = c_out
+        super().__init__(*layers, nn.Conv2d(c_in, hidden, 1))
+
+    @property
+    def weight(self) -> torch.Tensor:  # SiglipVisionEmbeddings reads the patch embedding's dtype from it
+        return self[-1].weight
+
+
+class ViT(nn.Module):
+    """The shipped tower's MAP token (what the projector gets at I = 1); ``stem``: its 16-pixel
+    patch embedding replaced by a (randomly initialised) convolutional stem."""
+
+    def __init__(self, stem: bool = False) -> None:
         super().__init__()
         self.vision = load("embedded").vision.float()
+        if stem:
+            emb = self.vision.embeddings
+            emb.patch_embedding = ConvStem(self.vision.config.hidden_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vision(pixel_values=x).pooler_output
@@ -65,8 +87,8 @@ def main(mode: str, lr: float) -> None:
     x_va, p_va = frames_and_phases(8, "val", 10)
     y_tr = torch.tensor([p == "idle:rest" for p in p_tr]).float()
     y_va = np.array([p == "idle:rest" for p in p_va])
-    body = ViT() if mode == "vit" else cnn()
-    head = nn.Linear(body.vision.config.hidden_size if mode == "vit" else 64, 1)
+    body = ViT(stem=mode == "vitstem") if mode.startswith("vit") else cnn()
+    head = nn.Linear(body.vision.config.hidden_size if mode.startswith("vit") else 64, 1)
     opt = torch.optim.AdamW([*body.parameters(), *head.parameters()], lr)
     for step in range(STEPS):
         i = torch.randint(0, len(x_tr), (BATCH,))
