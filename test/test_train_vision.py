@@ -289,3 +289,48 @@ def test_command_line_runs_both_steps(bags, cache, trained, tmp_path, capsys):
     load_tower_into(model, trained)
     feats, t = load_features(next((tmp_path / "f").glob("*.safetensors")), fingerprint=tower_fingerprint(model))
     assert feats.shape == (len(t), 1, 32)
+
+
+def test_conv_stem_tower_trains_ships_and_loads(bags, cache, tmp_path):
+    """``--patch-stem conv``: a ConvStem makes the same patch grid as the patch embedding; the stage-1
+    output says so, a model built to fit it takes it, and it survives a checkpoint round trip."""
+    from proassist_ros.model.vision import ConvStem
+
+    out = pretrain_tower(bags, tmp_path / "conv", steps=4, ckpt_every=2, seed=3, progress=False, cache_dir=cache,
+                         patch_stem="conv", **TINY_TOWER)
+    cfg = json.loads((out / "vision_config.json").read_text())
+    assert cfg["patch_stem"] == cfg["siglip_vision_config"]["patch_stem"] == "conv"
+    state = load_file(str(out / "tower.safetensors"))
+    assert any(k.startswith("embeddings.patch_embedding.0.") for k in state)  # the stem's first convolution
+
+    frames = np.random.default_rng(0).integers(0, 256, size=(3, 48, 64, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match="patch_stem: tower 'conv' vs model None"):
+        load_tower_into(load("tiny", chat_format="chatml", tokens_per_frame=5, seed=1), out)
+    model = load("tiny", chat_format="chatml", tokens_per_frame=5, seed=1, patch_stem="conv")
+    assert isinstance(model.vision.embeddings.patch_embedding, ConvStem)
+    patch = load("tiny", chat_format="chatml", tokens_per_frame=5, seed=1)
+    assert model.encode_frames(frames).shape == patch.encode_frames(frames).shape == (3, 5, 32)
+    load_tower_into(model, out)
+    feats = model.encode_frames(frames)
+    reloaded = load(str(save(model, tmp_path / "ckpt")))
+    assert isinstance(reloaded.vision.embeddings.patch_embedding, ConvStem)
+    assert torch.equal(reloaded.encode_frames(frames), feats)
+
+    # Resuming the run with the other stem is refused, naming the setting.
+    pretrain_tower(bags, tmp_path / "sliced", steps=4, ckpt_every=2, seed=3, progress=False, cache_dir=cache,
+                   stop_after=2, patch_stem="conv", **TINY_TOWER)
+    with pytest.raises(ValueError, match="settings.patch_stem"):
+        pretrain_tower(bags, tmp_path / "sliced", steps=4, ckpt_every=2, seed=3, progress=False, cache_dir=cache,
+                       **TINY_TOWER)
+
+
+def test_conv_stem_shape_rules():
+    from proassist_ros.model.vision import ConvStem
+
+    x = torch.randn(2, 3, 128, 128)
+    assert ConvStem(64, 16)(x).shape == (2, 64, 8, 8)
+    assert ConvStem(64, 8)(x).shape == (2, 64, 16, 16)
+    with pytest.raises(ValueError, match="power of 2"):
+        ConvStem(64, 14)
+    with pytest.raises(ValueError, match="unknown patch_stem 'fancy'"):
+        build_vision_tower({"image_size": 32, "patch_size": 4, "hidden_size": 32, "patch_stem": "fancy"})

@@ -85,7 +85,7 @@ def prepare(verbose: bool = True) -> Path:
 
 
 WEIGHTS_DIR = Path(__file__).with_name("weights") / "embedded"
-RANDOM_TOWER = dict(image_size=224, patch_size=16, vision_hidden=384, vision_layers=6)
+RANDOM_TOWER = dict(image_size=224, patch_size=16, vision_hidden=384, vision_layers=6, patch_stem="patch")
 WEIGHTS = ("shipped", "tower", "random")
 
 
@@ -109,6 +109,7 @@ def load_embedded(
     vision_hidden: int | None = None,
     vision_layers: int | None = None,
     weights: str = "shipped",
+    patch_stem: str | None = None,
 ) -> Any:
     """SmolLM2-135M-Instruct (cached safetensors) + tower + projector (+ LoRA) per ``weights``."""
     import logging
@@ -125,7 +126,7 @@ def load_embedded(
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
     given = dict(image_size=image_size, patch_size=patch_size, vision_hidden=vision_hidden,
-                 vision_layers=vision_layers)
+                 vision_layers=vision_layers, patch_stem=patch_stem)
     info: dict = {}
     if weights == "random":
         shape = {k: RANDOM_TOWER[k] if v is None else v for k, v in given.items()}
@@ -149,6 +150,7 @@ def load_embedded(
         intermediate_size=4 * hidden,
         num_hidden_layers=shape["vision_layers"],
         num_attention_heads=max(1, hidden // 64),
+        **({"patch_stem": shape["patch_stem"]} if shape["patch_stem"] != "patch" else {}),
     )
     sources = {"shipped": "trained tower + projector + LoRA (model/weights/embedded, docs/model_card.md)",
                "tower": "trained tower + random projector",

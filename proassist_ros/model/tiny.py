@@ -28,6 +28,7 @@ def tiny_config(
     vision_hidden: int = 32,
     llm_hidden: int = 64,
     num_layers: int = 2,
+    patch_stem: str = "patch",
 ) -> ProAssistConfig:
     vision = SiglipVisionConfig(
         image_size=image_size,
@@ -36,6 +37,7 @@ def tiny_config(
         intermediate_size=2 * vision_hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
+        **({"patch_stem": patch_stem} if patch_stem != "patch" else {}),
     )
     llm = LlamaConfig(
         vocab_size=vocab_size,

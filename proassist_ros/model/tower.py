@@ -15,7 +15,8 @@ from proassist_ros.model.safetensors_io import load_safetensors
 
 TOWER_FILE, CONFIG_FILE = "tower.safetensors", "vision_config.json"
 VISION_FIELDS = ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                 "num_attention_heads", "num_channels", "hidden_act", "layer_norm_eps", "vision_use_head")
+                 "num_attention_heads", "num_channels", "hidden_act", "layer_norm_eps", "vision_use_head",
+                 "patch_stem")  # patch_stem: only a conv-stem tower says it (absent = "patch")
 
 
 def read_tower_config(tower_dir: str | Path) -> dict:
@@ -33,7 +34,7 @@ def tower_overrides(tower_dir: str | Path) -> dict[str, int]:
         raise ValueError(f"{tower_dir}: heads {cfg['heads']} / intermediate {cfg['intermediate']} differ from "
                          "what load('embedded') builds (hidden // 64, 4 · hidden)")
     return {"image_size": cfg["image_size"], "patch_size": cfg["patch_size"], "vision_hidden": cfg["hidden"],
-            "vision_layers": cfg["layers"]}
+            "vision_layers": cfg["layers"], "patch_stem": cfg.get("patch_stem", "patch")}
 
 
 def load_tower_into(model, tower_dir: str | Path) -> None:

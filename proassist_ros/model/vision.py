@@ -16,17 +16,57 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
 Frames = np.ndarray | torch.Tensor | Sequence[np.ndarray]
+PATCH_STEMS = ("patch", "conv")  # SiglipVisionConfig.patch_stem: how pixels become the patch grid
+STEM_CHANNELS = (32, 64, 128, 256)  # the conv stem's stride-2 stages (4 stages = a 16-pixel patch)
+
+
+class ConvStem(nn.Sequential):
+    """A convolutional stem in place of SigLIP's patch embedding (``patch_stem: conv``).
+
+    Why: the 16-pixel patch embedding is one linear map per patch, and a small ViT trained on CPU
+    learns spatial cues through it slowly — where the hand is, whether the arm reaches into the
+    scene — while a small CNN learns them within a few hundred steps (docs/vision_pretraining.md,
+    "What (b) needs"; "Early convolutions help transformers see better", Xiao et al. 2021). Each
+    stage halves the resolution: log2(patch_size) stages of 3×3 stride-2 convolution + GroupNorm
+    (no running statistics: train and eval compute alike) + GELU, then a 1×1 to the width, so the
+    grid is the patch embedding's: (B, 3, S, S) → (B, hidden, S / patch, S / patch).
+    """
+
+    def __init__(self, hidden: int, patch_size: int) -> None:
+        stages = int(math.log2(patch_size))
+        if 2**stages != patch_size or not 1 <= stages <= len(STEM_CHANNELS):
+            raise ValueError(f"patch_stem 'conv' needs patch_size 2 … {2 ** len(STEM_CHANNELS)} as a power of 2, "
+                             f"not {patch_size}")
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c_out in STEM_CHANNELS[:stages]:
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(8, c_out), nn.GELU()]
+            c_in = c_out
+        super().__init__(*layers, nn.Conv2d(c_in, hidden, 1))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """SiglipVisionEmbeddings reads the input dtype from ``patch_embedding.weight``."""
+        return self[-1].weight
 
 
 def build_vision_tower(config: SiglipVisionConfig | dict, attn_implementation: str = "sdpa") -> SiglipVisionModel:
-    """A randomly initialised SigLIP vision tower (weights are loaded by the caller)."""
+    """A randomly initialised SigLIP vision tower (weights are loaded by the caller); with
+    ``patch_stem: "conv"`` in the config, a ``ConvStem`` makes the patch grid."""
     if isinstance(config, dict):
         config = SiglipVisionConfig(**{k: v for k, v in config.items() if k != "transformers_version"})
+    stem = getattr(config, "patch_stem", "patch")
+    if stem not in PATCH_STEMS:
+        raise ValueError(f"unknown patch_stem {stem!r} (one of {', '.join(PATCH_STEMS)})")
     config._attn_implementation = attn_implementation
-    return SiglipVisionModel(config).eval()
+    tower = SiglipVisionModel(config)
+    if stem == "conv":
+        tower.embeddings.patch_embedding = ConvStem(config.hidden_size, config.patch_size)
+    return tower.eval()
 
 
 def _resize_crop(frame: torch.Tensor, size: int) -> torch.Tensor:

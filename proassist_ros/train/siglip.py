@@ -34,6 +34,7 @@ class TowerSettings:
     intermediate: int = 0
     text_hidden: int = 0  # 0: = hidden
     text_layers: int = 2
+    patch_stem: str = "patch"  # "conv": model.vision.ConvStem instead of the 16-pixel patch embedding
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -44,9 +45,10 @@ class TowerSettings:
         object.__setattr__(self, "text_hidden", self.text_hidden or self.hidden)
 
     def vision_config(self) -> SiglipVisionConfig:
+        stem = {"patch_stem": self.patch_stem} if self.patch_stem != "patch" else {}  # a patch tower's config as before
         return SiglipVisionConfig(image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden,
                                   intermediate_size=self.intermediate, num_hidden_layers=self.layers,
-                                  num_attention_heads=self.heads)
+                                  num_attention_heads=self.heads, **stem)
 
     def text_config(self, vocab: CaptionVocab) -> SiglipTextConfig:
         return SiglipTextConfig(vocab_size=len(vocab), hidden_size=self.text_hidden,

@@ -175,10 +175,15 @@ def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
     pair.vision.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
 
 
+RESUME_DEFAULTS = {"patch_stem": "patch"}  # settings that checkpoints written before them do not carry
+
+
 def _check_resume(saved: dict, run: dict, ckpt: Path) -> None:
-    bad = [f"{sec}.{k}: checkpoint {saved.get(sec, {}).get(k)!r} vs now {v!r}"
-           for sec in ("settings", "train", "data", "aux") for k, v in run.get(sec, {}).items()
-           if saved.get(sec, {}).get(k) != v]
+    def was(sec: str, k: str) -> object:
+        return saved.get(sec, {}).get(k, RESUME_DEFAULTS.get(k) if sec == "settings" else None)
+
+    bad = [f"{sec}.{k}: checkpoint {was(sec, k)!r} vs now {v!r}"
+           for sec in ("settings", "train", "data", "aux") for k, v in run.get(sec, {}).items() if was(sec, k) != v]
     if "aux" in saved and "aux" not in run:
         bad.append("the checkpoint was trained with fact heads (v2), this run without")
     if saved.get("vocab") != run["vocab"]:
@@ -208,7 +213,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                    stop_after: int | None = None, augment_frames: bool = True, evaluate: bool = True,
                    cache_dir: str | Path | None = None, device: str = "cpu", progress: bool = True,
                    facts: bool | None = None, near_frac: float | None = None,
-                   fact_weights: str | dict | None = None, init_tower: str | Path | None = None) -> Path:
+                   fact_weights: str | dict | None = None, init_tower: str | Path | None = None,
+                   patch_stem: str | None = None) -> Path:
     """Train the tower pair on the captioned frames of ``bags_or_dirs``; returns ``out_dir``.
 
     Resumes from the newest checkpoint in ``out_dir`` (unless ``resume=False``) after checking the
@@ -222,6 +228,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     as ``fact_heads.safetensors`` and are not part of the tower. ``init_tower`` (a finished stage-1
     directory, or the embedded model's ``model/weights/embedded``) starts the image tower from its
     weights instead of at random (same architecture required); the text tower starts fresh.
+    ``patch_stem="conv"``: a convolutional stem instead of the patch embedding (model/vision.ConvStem).
     """
     from tqdm import tqdm
 
@@ -234,7 +241,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
                  ckpt_every=ckpt_every)
     given.update(facts=facts, near_frac=near_frac, fact_weights=fact_weights)
     p = {**FACT_DEFAULTS, **PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
-    settings = TowerSettings(p["image_size"], p["patch_size"], p["hidden"], p["layers"], p["heads"], intermediate or 0)
+    settings = TowerSettings(p["image_size"], p["patch_size"], p["hidden"], p["layers"], p["heads"], intermediate or 0,
+                             patch_stem=patch_stem or p.get("patch_stem", "patch"))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
@@ -309,7 +317,8 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     (out / CONFIG_FILE).write_text(json.dumps({
         "image_size": settings.image_size, "patch_size": settings.patch_size, "hidden": settings.hidden,
         "layers": settings.layers, "heads": settings.heads, "intermediate": settings.intermediate,
-        "siglip_vision_config": {k: settings.vision_config().to_dict()[k] for k in VISION_FIELDS},
+        "patch_stem": settings.patch_stem,
+        "siglip_vision_config": {k: v for k, v in settings.vision_config().to_dict().items() if k in VISION_FIELDS},
         "text": {"hidden": settings.text_hidden, "layers": settings.text_layers, "vocab": len(vocab)},
         "train": run["train"], "data": run["data"], "val": val_source,
         **({"fact_heads": {k: v for k, v in run["aux"].items() if k != "vocab"}} if aux is not None else {})},
@@ -345,7 +354,8 @@ def load_pair(tower_dir: str | Path) -> SiglipPair:
     cfg = read_tower_config(d)
     vocab = CaptionVocab.from_dict(json.loads((d / VOCAB_FILE).read_text()))
     settings = TowerSettings(cfg["image_size"], cfg["patch_size"], cfg["hidden"], cfg["layers"], cfg["heads"],
-                             cfg["intermediate"], cfg["text"]["hidden"], cfg["text"]["layers"])
+                             cfg["intermediate"], cfg["text"]["hidden"], cfg["text"]["layers"],
+                             cfg.get("patch_stem", "patch"))
     pair = SiglipPair(settings, vocab, cfg["train"]["targets"])
     state = {f"vision.{k}": v for k, v in load_safetensors(str(d / TOWER_FILE)).items()}
     pair.load_state_dict({**state, **load_safetensors(str(d / TEXT_FILE))}, strict=True)

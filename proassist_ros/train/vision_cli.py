@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--near-frac", type=float, help="share of each video's batch frames from around step ends (v2)")
     p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=10,step=1,hand=1,states=1")
     p.add_argument("--init-tower", help="start the image tower from this finished tower (e.g. model/weights/embedded)")
+    p.add_argument("--patch-stem", choices=("patch", "conv"),
+                   help="how pixels become the patch grid: SigLIP's patch embedding (default) or a convolutional "
+                        "stem (learns spatial cues faster; docs/vision_pretraining.md)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-eval", action="store_true")
@@ -81,7 +84,8 @@ def _run(args) -> int:
             ckpt_every=args.ckpt_every,
             stop_after=args.stop_after, augment_frames=not args.no_augment, evaluate=not args.no_eval,
             cache_dir=args.cache_dir, device=args.device, progress=not args.quiet, facts=args.facts,
-            near_frac=args.near_frac, fact_weights=args.fact_weights, init_tower=args.init_tower)
+            near_frac=args.near_frac, fact_weights=args.fact_weights, init_tower=args.init_tower,
+            patch_stem=args.patch_stem)
         ev = out / "vision_eval.json"
         done = (out / "tower.safetensors").is_file()
         print(ev.read_text() if ev.is_file() else f"finished (no evaluation): {out}" if done else

@@ -23,6 +23,7 @@ from torch import nn
 
 from proassist_ros.data.world import make_world
 from proassist_ros.model import load
+from proassist_ros.model.vision import ConvStem
 from proassist_ros.train.probe import roc_auc, world_indices, world_videos
 from proassist_ros.train.vision_facts import hand_label
 
@@ -48,32 +49,18 @@ def cnn() -> nn.Module:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
 
 
-class ConvStem(nn.Sequential):
-    """Four 3x3 stride-2 convolutions + a 1x1 to the width: the patch grid of a 16-pixel patch
-    embedding (128 px -> 8 x 8), with a convolution's bias towards local shapes."""
-
-    def __init__(self, hidden: int) -> None:
-        layers, c_in = [], 3
-        for c_out in (32, 64, 128, 256):
-            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
-            c_in = c_out
-        super().__init__(*layers, nn.Conv2d(c_in, hidden, 1))
-
-    @property
-    def weight(self) -> torch.Tensor:  # SiglipVisionEmbeddings reads the patch embedding's dtype from it
-        return self[-1].weight
-
-
 class ViT(nn.Module):
     """The shipped tower's MAP token (what the projector gets at I = 1); ``stem``: its 16-pixel
-    patch embedding replaced by a (randomly initialised) convolutional stem."""
+    patch embedding replaced by a randomly initialised ``model.vision.ConvStem`` (``patch_stem: conv``).
+    The first vitstem run (hand_check_vitstem.log) used batch norm and ReLU in the stem; the package's
+    stem uses GroupNorm and GELU (hand_check_vitstem_gn.log)."""
 
     def __init__(self, stem: bool = False) -> None:
         super().__init__()
         self.vision = load("embedded").vision.float()
         if stem:
             emb = self.vision.embeddings
-            emb.patch_embedding = ConvStem(self.vision.config.hidden_size)
+            emb.patch_embedding = ConvStem(self.vision.config.hidden_size, self.vision.config.patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vision(pixel_values=x).pooler_output
