@@ -332,5 +332,17 @@ def test_conv_stem_shape_rules():
     assert ConvStem(64, 8)(x).shape == (2, 64, 16, 16)
     with pytest.raises(ValueError, match="power of 2"):
         ConvStem(64, 14)
+    # Its batch norms train only while the stem does: a frozen tower computes as at inference.
+    stem = ConvStem(16, 4)
+    stem.train()
+    assert stem[1].training
+    y_train = stem(x)
+    stem.requires_grad_(False)
+    stem.train()
+    assert not stem[1].training and not stem.training
+    before = stem[1].running_mean.clone()
+    stem(x)
+    assert torch.equal(stem[1].running_mean, before)  # no statistics updated when frozen
+    assert not torch.allclose(stem(x), y_train)  # running statistics, not the batch's
     with pytest.raises(ValueError, match="unknown patch_stem 'fancy'"):
         build_vision_tower({"image_size": 32, "patch_size": 4, "hidden_size": 32, "patch_stem": "fancy"})

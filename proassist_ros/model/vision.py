@@ -31,9 +31,15 @@ class ConvStem(nn.Sequential):
     learns spatial cues through it slowly — where the hand is, whether the arm reaches into the
     scene — while a small CNN learns them within a few hundred steps (docs/vision_pretraining.md,
     "What (b) needs"; "Early convolutions help transformers see better", Xiao et al. 2021). Each
-    stage halves the resolution: log2(patch_size) stages of 3×3 stride-2 convolution + GroupNorm
-    (no running statistics: train and eval compute alike) + GELU, then a 1×1 to the width, so the
-    grid is the patch embedding's: (B, 3, S, S) → (B, hidden, S / patch, S / patch).
+    stage halves the resolution: log2(patch_size) stages of 3×3 stride-2 convolution + batch norm
+    + ReLU, then a 1×1 to the width, so the grid is the patch embedding's:
+    (B, 3, S, S) → (B, hidden, S / patch, S / patch).
+
+    Batch norm, not GroupNorm: with GroupNorm + GELU the same check did not learn at all (val AUC
+    .54 after 300 steps, against .75 with batch norm). Its running statistics are used whenever
+    the stem is not being trained: ``train(True)`` puts the norms in training mode only while the
+    stem's parameters require gradients (stage 1), so a frozen tower (stage 2, which switches its
+    whole objective back to training mode after each evaluation) computes what inference computes.
     """
 
     def __init__(self, hidden: int, patch_size: int) -> None:
@@ -44,9 +50,12 @@ class ConvStem(nn.Sequential):
         layers: list[nn.Module] = []
         c_in = 3
         for c_out in STEM_CHANNELS[:stages]:
-            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.GroupNorm(8, c_out), nn.GELU()]
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.BatchNorm2d(c_out), nn.ReLU()]
             c_in = c_out
         super().__init__(*layers, nn.Conv2d(c_in, hidden, 1))
+
+    def train(self, mode: bool = True) -> ConvStem:
+        return super().train(mode and any(p.requires_grad for p in self.parameters()))
 
     @property
     def weight(self) -> torch.Tensor:
