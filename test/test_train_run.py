@@ -124,6 +124,17 @@ def test_ship_packages_tower_and_adapter_in_fp16(bags, smoke_run, tmp_path):
     assert (out / "adapter.safetensors").read_bytes() == (smoke_run / "adapter" / "adapter.safetensors").read_bytes()
     info = json.loads((out / "adapter_config.json").read_text())
     assert info["theta"] == 0.35 and info["context_limit"] == 512
+    # A conv-stem tower ships with its stem named and its batch-norm counters as integers.
+    from proassist_ros.model.tower import tower_overrides
+
+    conv = pretrain_tower(bags, tmp_path / "conv", preset="smoke", heads=1, intermediate=128, steps=2,
+                          progress=False, evaluate=False, patch_stem="conv")
+    out_conv = ship(conv, smoke_run / "adapter", 0.35, tmp_path / "shipped_conv")
+    assert tower_overrides(out_conv)["patch_stem"] == "conv"
+    state = load_file(str(out_conv / "tower.safetensors"))
+    counters = [k for k in state if k.endswith("num_batches_tracked")]
+    assert counters and all(state[k].dtype == torch.int64 and int(state[k]) == 2 for k in counters)
+    assert all(v.dtype == torch.float16 for k, v in state.items() if k not in counters)
     with pytest.raises(ValueError, match="theta"):
         ship(tower, smoke_run / "adapter", 1.5, tmp_path / "bad")
     with pytest.raises(FileNotFoundError, match="not a proassist adapter directory"):

@@ -34,7 +34,7 @@ def tower_overrides(tower_dir: str | Path) -> dict[str, int]:
         raise ValueError(f"{tower_dir}: heads {cfg['heads']} / intermediate {cfg['intermediate']} differ from "
                          "what load('embedded') builds (hidden // 64, 4 · hidden)")
     return {"image_size": cfg["image_size"], "patch_size": cfg["patch_size"], "vision_hidden": cfg["hidden"],
-            "vision_layers": cfg["layers"], "patch_stem": cfg.get("patch_stem", "patch")}
+            "vision_layers": cfg["layers"], "patch_stem": cfg["siglip_vision_config"].get("patch_stem", "patch")}
 
 
 def load_tower_into(model, tower_dir: str | Path) -> None:

@@ -44,7 +44,8 @@ def ship(tower: str | Path, adapter: str | Path, theta: float, out: str | Path =
     if info.get("tower") and Path(info["tower"]).resolve() != tower.resolve():
         raise ValueError(f"{adapter} was trained on the tower {info['tower']}, not {tower}")
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.to(torch.float16).contiguous() for k, v in load_safetensors(str(tower / TOWER_FILE)).items()}
+    state = {k: (v.to(torch.float16) if v.is_floating_point() else v).contiguous()  # a conv stem's batch
+             for k, v in load_safetensors(str(tower / TOWER_FILE)).items()}  # counters stay integers
     save_file(state, str(out / TOWER_FILE), metadata={"format": "pt"})
     (out / CONFIG_FILE).write_text(json.dumps({k: tcfg[k] for k in KEEP_TOWER_FIELDS if k in tcfg}, indent=1))
     shutil.copyfile(adapter / ADAPTER_WEIGHTS, out / ADAPTER_WEIGHTS)

@@ -317,7 +317,6 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     (out / CONFIG_FILE).write_text(json.dumps({
         "image_size": settings.image_size, "patch_size": settings.patch_size, "hidden": settings.hidden,
         "layers": settings.layers, "heads": settings.heads, "intermediate": settings.intermediate,
-        "patch_stem": settings.patch_stem,
         "siglip_vision_config": {k: v for k, v in settings.vision_config().to_dict().items() if k in VISION_FIELDS},
         "text": {"hidden": settings.text_hidden, "layers": settings.text_layers, "vocab": len(vocab)},
         "train": run["train"], "data": run["data"], "val": val_source,
@@ -355,7 +354,7 @@ def load_pair(tower_dir: str | Path) -> SiglipPair:
     vocab = CaptionVocab.from_dict(json.loads((d / VOCAB_FILE).read_text()))
     settings = TowerSettings(cfg["image_size"], cfg["patch_size"], cfg["hidden"], cfg["layers"], cfg["heads"],
                              cfg["intermediate"], cfg["text"]["hidden"], cfg["text"]["layers"],
-                             cfg.get("patch_stem", "patch"))
+                             cfg["siglip_vision_config"].get("patch_stem", "patch"))
     pair = SiglipPair(settings, vocab, cfg["train"]["targets"])
     state = {f"vision.{k}": v for k, v in load_safetensors(str(d / TOWER_FILE)).items()}
     pair.load_state_dict({**state, **load_safetensors(str(d / TEXT_FILE))}, strict=True)
