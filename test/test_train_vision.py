@@ -291,7 +291,7 @@ def test_command_line_runs_both_steps(bags, cache, trained, tmp_path, capsys):
     assert feats.shape == (len(t), 1, 32)
 
 
-def test_conv_stem_tower_trains_ships_and_loads(bags, cache, tmp_path):
+def test_conv_stem_tower_trains_ships_and_loads(bags, cache, trained, tmp_path):
     """``--patch-stem conv``: a ConvStem makes the same patch grid as the patch embedding; the stage-1
     output says so, a model built to fit it takes it, and it survives a checkpoint round trip."""
     from proassist_ros.model.vision import ConvStem
@@ -315,6 +315,14 @@ def test_conv_stem_tower_trains_ships_and_loads(bags, cache, tmp_path):
     reloaded = load(str(save(model, tmp_path / "ckpt")))
     assert isinstance(reloaded.vision.embeddings.patch_embedding, ConvStem)
     assert torch.equal(reloaded.encode_frames(frames), feats)
+
+    # Started from a patch tower, a conv-stem run takes all of it but the stem.
+    init = pretrain_tower(bags, tmp_path / "init", steps=1, seed=3, progress=False, cache_dir=cache, lr=1e-12,
+                          patch_stem="conv", init_tower=trained, evaluate=False, **TINY_TOWER)
+    got, base = load_file(str(init / "tower.safetensors")), load_file(str(trained / "tower.safetensors"))
+    body = [k for k in base if not k.startswith("embeddings.patch_embedding.")]
+    assert body and all(torch.allclose(got[k], base[k], atol=1e-6) for k in body)
+    assert "embeddings.patch_embedding.0.weight" in got and "embeddings.patch_embedding.weight" in base
 
     # Resuming the run with the other stem is refused, naming the setting.
     pretrain_tower(bags, tmp_path / "sliced", steps=4, ckpt_every=2, seed=3, progress=False, cache_dir=cache,

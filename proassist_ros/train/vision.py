@@ -162,17 +162,26 @@ def _train_step(pair: SiglipPair, opt: torch.optim.Optimizer, data: FrameSet, gr
     return rec
 
 
+STEM_PREFIX = "embeddings.patch_embedding."  # the patch embedding, or a ConvStem's layers
+
+
 def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
-    """Start the image tower from a finished tower's weights (any dtype), refusing another shape."""
+    """Start the image tower from a finished tower's weights (any dtype), refusing another shape.
+    A tower with the other ``patch_stem`` gives everything but the stem, which starts at random
+    (e.g. the shipped patch tower under a new conv stem, as docs/vision_pretraining.md's check)."""
     cfg = read_tower_config(tower_dir)
     have = pair.vision.config.to_dict()
     bad = [f"{k}: {cfg['siglip_vision_config'].get(k)!r} vs {have.get(k)!r}" for k in VISION_FIELDS
-           if cfg["siglip_vision_config"].get(k) != have.get(k)]
+           if k != "patch_stem" and cfg["siglip_vision_config"].get(k) != have.get(k)]
     if bad:
         raise ValueError(f"{tower_dir}: cannot start from this tower: " + "; ".join(bad))
+    same_stem = cfg["siglip_vision_config"].get("patch_stem", "patch") == have.get("patch_stem", "patch")
     ref = pair.vision.state_dict()
-    state = load_safetensors(str(tower_dir / TOWER_FILE))
-    pair.vision.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=True)
+    state = {k: v for k, v in load_safetensors(str(tower_dir / TOWER_FILE)).items()
+             if same_stem or not k.startswith(STEM_PREFIX)}
+    missing, unexpected = pair.vision.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()}, strict=False)
+    if unexpected or any(same_stem or not k.startswith(STEM_PREFIX) for k in missing):
+        raise KeyError(f"{tower_dir}: tower keys differ: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
 RESUME_DEFAULTS = {"patch_stem": "patch"}  # settings that checkpoints written before them do not carry
