@@ -53,8 +53,8 @@ class ViT(nn.Module):
     """The shipped tower's MAP token (what the projector gets at I = 1); ``stem``: its 16-pixel
     patch embedding replaced by a randomly initialised ``model.vision.ConvStem`` (``patch_stem: conv``).
     hand_check_vitstem.log: the first run, the stem written in this script (batch norm, ReLU);
-    hand_check_vitstem_gn.log: a GroupNorm + GELU variant (did not learn); hand_check_vitstem_pkg.log:
-    the package's stem (batch norm, ReLU)."""
+    hand_check_vitstem_gn.log: a GroupNorm + GELU variant (did not learn). The package's stem is the
+    first run's architecture (batch norm, ReLU)."""
 
     def __init__(self, stem: bool = False) -> None:
         super().__init__()
