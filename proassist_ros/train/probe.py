@@ -125,7 +125,7 @@ class CaptionWords:
 @dataclass
 class HandPhase:
     """A reference, not a tower: the hand's action and phase as the renderer draws it ("step:act",
-    "idle:rest", "return:back", …; ``train.vision_facts.hand_label``), one-hot (hashed to ``dims``).
+    "idle:rest", "return:back", …; ``hand_label``), one-hot (hashed to ``dims``).
 
     Why: (b) asks whether a step ended within the last second, and right after a step ends the
     hands rest exactly as they do in any pause, so no single frame can tell all of it; this row
@@ -139,8 +139,6 @@ class HandPhase:
     kinds = ("phase",)
 
     def features(self, video: Video, pixels: dict[int, torch.Tensor]) -> dict[str, np.ndarray]:
-        from proassist_ros.train.vision_facts import hand_label
-
         if video.world is None:
             raise ValueError(f"{video.video_id}: the 'hand' reference needs the task world behind the video "
                              "(rendered videos, or bags of this generator)")
@@ -364,6 +362,14 @@ def object_states(world, t: float) -> dict[str, str]:
     state = scene_at(world.timeline, t).state
     return {f"{world.task.type}/{o}": ",".join(f"{k}={v}" for k, v in sorted(s.items()) if k not in ("pos", "off", "z"))
             for o, s in state.items()}
+
+
+def hand_label(world, t: float) -> str:
+    """The hand's action kind and phase at t ("return:reach"), as the renderer draws it."""
+    from proassist_ros.data.world.motion import scene_at
+
+    sc = scene_at(world.timeline, t)
+    return f"{sc.action.kind}:{sc.phase}"
 
 
 @dataclass

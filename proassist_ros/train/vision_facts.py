@@ -78,18 +78,10 @@ class FrameFacts:
                    d["hand"], d["states"])
 
 
-def hand_label(world, t: float) -> str:
-    """The hand's action kind and phase at t ("return:reach"), as the renderer draws it."""
-    from proassist_ros.data.world.motion import scene_at
-
-    sc = scene_at(world.timeline, t)
-    return f"{sc.action.kind}:{sc.phase}"
-
-
 def facts_of_video(steps: list[dict], task: str, world, times: Sequence[float], captions: Sequence[str], *,
                    window_s: float = 1.0, near_before: float = 2.0, near_after: float = 3.0) -> FrameFacts:
     """The targets of one video's frames at ``times`` (its captions tell look-aways)."""
-    from proassist_ros.train.probe import completed, object_states, step_label
+    from proassist_ros.train.probe import completed, hand_label, object_states, step_label
 
     ends = np.array([float(s["t_end"]) for s in steps]) if steps else np.zeros(0)
     comp, near, step, hand, states = [], [], [], [], []

@@ -24,8 +24,7 @@ from torch import nn
 from proassist_ros.data.world import make_world
 from proassist_ros.model import load
 from proassist_ros.model.vision import ConvStem
-from proassist_ros.train.probe import roc_auc, world_indices, world_videos
-from proassist_ros.train.vision_facts import hand_label
+from proassist_ros.train.probe import hand_label, roc_auc, world_indices, world_videos
 
 STEPS, BATCH, SIZE = 300, 64, 128
 
