@@ -24,6 +24,10 @@ QUANTIZE_CHOICES = ("auto", "none", "int8")
 # int8 where it runs (CPU, fp32), none elsewhere. ``model.load()`` itself defaults to "none".
 DEFAULT_QUANTIZE = "auto"
 
+# ---- vision tower (model/vision.py) -----------------------------------------------------------
+PATCH_STEMS = ("patch", "conv")  # SiglipVisionConfig.patch_stem: how pixels become the patch grid
+DEFAULT_PATCH_STEM = PATCH_STEMS[0]  # SigLIP's own; a config without the key means it
+
 # ---- Guidance kinds and priorities (msg/Guidance.msg) ----------------------------------------
 KIND_INSTRUCTION, KIND_CORRECTION, KIND_CONFIRMATION, KIND_ANSWER, KIND_PROGRESS_SUMMARY, KIND_OTHER = range(6)
 PRIORITY_LOW, PRIORITY_NORMAL, PRIORITY_HIGH, PRIORITY_URGENT = range(4)

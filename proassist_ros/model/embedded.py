@@ -122,6 +122,7 @@ def load_embedded(
     from proassist_ros.model.config import SETTINGS_KEYS, ProAssistConfig
     from proassist_ros.model.tokenizer import add_image_token
     from proassist_ros.model.tower import load_tower_into
+    from proassist_ros.model.vision import stem_kwargs
 
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}; got {weights!r}")
@@ -150,7 +151,7 @@ def load_embedded(
         intermediate_size=4 * hidden,
         num_hidden_layers=shape["vision_layers"],
         num_attention_heads=max(1, hidden // 64),
-        **({"patch_stem": shape["patch_stem"]} if shape["patch_stem"] != "patch" else {}),
+        **stem_kwargs(shape["patch_stem"]),
     )
     sources = {"shipped": "trained tower + projector + LoRA (model/weights/embedded, docs/model_card.md)",
                "tower": "trained tower + random projector",

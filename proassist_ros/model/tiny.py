@@ -16,6 +16,7 @@ from proassist_ros.model.assemble import build_model
 from proassist_ros.model.config import ProAssistConfig
 from proassist_ros.model.modeling import ProAssistModel
 from proassist_ros.model.tokenizer import builtin_tokenizer
+from proassist_ros.model.vision import stem_kwargs
 
 
 def tiny_config(
@@ -37,7 +38,7 @@ def tiny_config(
         intermediate_size=2 * vision_hidden,
         num_hidden_layers=2,
         num_attention_heads=2,
-        **({"patch_stem": patch_stem} if patch_stem != "patch" else {}),
+        **stem_kwargs(patch_stem),
     )
     llm = LlamaConfig(
         vocab_size=vocab_size,

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from proassist_ros.model.safetensors_io import load_safetensors
+from proassist_ros.model.vision import config_stem
 
 TOWER_FILE, CONFIG_FILE = "tower.safetensors", "vision_config.json"
 VISION_FIELDS = ("image_size", "patch_size", "hidden_size", "intermediate_size", "num_hidden_layers",
@@ -34,7 +35,7 @@ def tower_overrides(tower_dir: str | Path) -> dict[str, int]:
         raise ValueError(f"{tower_dir}: heads {cfg['heads']} / intermediate {cfg['intermediate']} differ from "
                          "what load('embedded') builds (hidden // 64, 4 · hidden)")
     return {"image_size": cfg["image_size"], "patch_size": cfg["patch_size"], "vision_hidden": cfg["hidden"],
-            "vision_layers": cfg["layers"], "patch_stem": cfg["siglip_vision_config"].get("patch_stem", "patch")}
+            "vision_layers": cfg["layers"], "patch_stem": config_stem(cfg["siglip_vision_config"])}
 
 
 def load_tower_into(model, tower_dir: str | Path) -> None:

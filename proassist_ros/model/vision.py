@@ -19,9 +19,21 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipVisionConfig, SiglipVisionModel
 
+from proassist_ros.constants import DEFAULT_PATCH_STEM, PATCH_STEMS
+
 Frames = np.ndarray | torch.Tensor | Sequence[np.ndarray]
-PATCH_STEMS = ("patch", "conv")  # SiglipVisionConfig.patch_stem: how pixels become the patch grid
 STEM_CHANNELS = (32, 64, 128, 256)  # the conv stem's stride-2 stages (4 stages = a 16-pixel patch)
+
+
+def stem_kwargs(stem: str) -> dict[str, str]:
+    """``SiglipVisionConfig`` keywords for ``stem``: none for the default, so a patch tower's config
+    (and its fingerprint, checkpoints and resume checks) stays as it was before stems existed."""
+    return {} if stem == DEFAULT_PATCH_STEM else {"patch_stem": stem}
+
+
+def config_stem(vision_config: dict) -> str:
+    """The stem a vision config dict (``to_dict()``, a tower's ``siglip_vision_config``) says."""
+    return vision_config.get("patch_stem", DEFAULT_PATCH_STEM)
 
 
 class ConvStem(nn.Sequential):
@@ -68,7 +80,7 @@ def build_vision_tower(config: SiglipVisionConfig | dict, attn_implementation: s
     ``patch_stem: "conv"`` in the config, a ``ConvStem`` makes the patch grid."""
     if isinstance(config, dict):
         config = SiglipVisionConfig(**{k: v for k, v in config.items() if k != "transformers_version"})
-    stem = getattr(config, "patch_stem", "patch")
+    stem = getattr(config, "patch_stem", DEFAULT_PATCH_STEM)
     if stem not in PATCH_STEMS:
         raise ValueError(f"unknown patch_stem {stem!r} (one of {', '.join(PATCH_STEMS)})")
     config._attn_implementation = attn_implementation

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import SiglipTextConfig, SiglipTextModel, SiglipVisionConfig
 
-from proassist_ros.model.vision import build_vision_tower
+from proassist_ros.model.vision import build_vision_tower, stem_kwargs
 from proassist_ros.train.vision_data import EOS, PAD, CaptionVocab
 
 
@@ -45,10 +45,9 @@ class TowerSettings:
         object.__setattr__(self, "text_hidden", self.text_hidden or self.hidden)
 
     def vision_config(self) -> SiglipVisionConfig:
-        stem = {"patch_stem": self.patch_stem} if self.patch_stem != "patch" else {}  # a patch tower's config as before
         return SiglipVisionConfig(image_size=self.image_size, patch_size=self.patch_size, hidden_size=self.hidden,
                                   intermediate_size=self.intermediate, num_hidden_layers=self.layers,
-                                  num_attention_heads=self.heads, **stem)
+                                  num_attention_heads=self.heads, **stem_kwargs(self.patch_stem))
 
     def text_config(self, vocab: CaptionVocab) -> SiglipTextConfig:
         return SiglipTextConfig(vocab_size=len(vocab), hidden_size=self.text_hidden,

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
+from proassist_ros.constants import DEFAULT_PATCH_STEM
 from proassist_ros.model.safetensors_io import load_safetensors
 from proassist_ros.model.tower import (
     CONFIG_FILE,
@@ -42,6 +43,7 @@ from proassist_ros.model.tower import (
     read_tower_config,
     tower_overrides,
 )
+from proassist_ros.model.vision import config_stem
 from proassist_ros.train.siglip import SiglipPair, TowerSettings, caption_labels, sigmoid_loss, target_labels
 from proassist_ros.train.vision_ckpt import checkpoint_root, latest_checkpoint, load_checkpoint, save_checkpoint
 from proassist_ros.train.vision_data import (
@@ -175,7 +177,7 @@ def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
            if k != "patch_stem" and cfg["siglip_vision_config"].get(k) != have.get(k)]
     if bad:
         raise ValueError(f"{tower_dir}: cannot start from this tower: " + "; ".join(bad))
-    same_stem = cfg["siglip_vision_config"].get("patch_stem", "patch") == have.get("patch_stem", "patch")
+    same_stem = config_stem(cfg["siglip_vision_config"]) == config_stem(have)
     ref = pair.vision.state_dict()
     state = {k: v for k, v in load_safetensors(str(tower_dir / TOWER_FILE)).items()
              if same_stem or not k.startswith(STEM_PREFIX)}
@@ -184,7 +186,7 @@ def _init_vision(pair: SiglipPair, tower_dir: Path) -> None:
         raise KeyError(f"{tower_dir}: tower keys differ: missing {missing[:5]}, unexpected {unexpected[:5]}")
 
 
-RESUME_DEFAULTS = {"patch_stem": "patch"}  # settings that checkpoints written before them do not carry
+RESUME_DEFAULTS = {"patch_stem": DEFAULT_PATCH_STEM}  # settings that checkpoints written before them do not carry
 
 
 def _check_resume(saved: dict, run: dict, ckpt: Path) -> None:
@@ -251,7 +253,7 @@ def pretrain_tower(bags_or_dirs, out_dir: str | Path, *, val=None, preset: str =
     given.update(facts=facts, near_frac=near_frac, fact_weights=fact_weights)
     p = {**FACT_DEFAULTS, **PRESETS[preset], **{k: v for k, v in given.items() if v is not None}}
     settings = TowerSettings(p["image_size"], p["patch_size"], p["hidden"], p["layers"], p["heads"], intermediate or 0,
-                             patch_stem=patch_stem or p.get("patch_stem", "patch"))
+                             patch_stem=patch_stem or p.get("patch_stem", DEFAULT_PATCH_STEM))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
@@ -363,7 +365,7 @@ def load_pair(tower_dir: str | Path) -> SiglipPair:
     vocab = CaptionVocab.from_dict(json.loads((d / VOCAB_FILE).read_text()))
     settings = TowerSettings(cfg["image_size"], cfg["patch_size"], cfg["hidden"], cfg["layers"], cfg["heads"],
                              cfg["intermediate"], cfg["text"]["hidden"], cfg["text"]["layers"],
-                             cfg["siglip_vision_config"].get("patch_stem", "patch"))
+                             config_stem(cfg["siglip_vision_config"]))
     pair = SiglipPair(settings, vocab, cfg["train"]["targets"])
     state = {f"vision.{k}": v for k, v in load_safetensors(str(d / TOWER_FILE)).items()}
     pair.load_state_dict({**state, **load_safetensors(str(d / TEXT_FILE))}, strict=True)

@@ -16,6 +16,8 @@ import json
 import os
 import sys
 
+from proassist_ros.constants import PATCH_STEMS
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
@@ -40,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--near-frac", type=float, help="share of each video's batch frames from around step ends (v2)")
     p.add_argument("--fact-weights", help="loss weights of the fact targets, e.g. completed=10,step=1,hand=1,states=1")
     p.add_argument("--init-tower", help="start the image tower from this finished tower (e.g. model/weights/embedded)")
-    p.add_argument("--patch-stem", choices=("patch", "conv"),
+    p.add_argument("--patch-stem", choices=PATCH_STEMS,
                    help="how pixels become the patch grid: SigLIP's patch embedding (default) or a convolutional "
                         "stem (learns spatial cues faster; docs/vision_pretraining.md)")
     p.add_argument("--no-resume", action="store_true", help="start over even if OUT has checkpoints")
