@@ -15,7 +15,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["proassist_ros", "proassist_ros.*"]),
-    package_data={"proassist_ros": ["**/*.json", "**/*.txt", "**/*.xml", "**/*.safetensors"]},
+    package_data={"proassist_ros": ["**/*.json", "**/*.txt", "**/*.xml", "**/*.safetensors", "**/*.c"]},
     entry_points={
         "console_scripts": [
             "proassist = proassist_ros.cli:main",

@@ -86,4 +86,8 @@ if [ -f "$ROOT/proassist_ros/model/embedded.py" ]; then
   step "embedded model cache"
   "$VENV/bin/python" -m proassist_ros.model.embedded --prepare
 fi
+# 6. The native int8 kernel (model/int8_kernel.py): compiled for this CPU once, cached; without a
+#    C compiler int8 uses torch's packed kernel and this step says so.
+step "int8 kernel"
+"$VENV/bin/python" -m proassist_ros.model.int8_kernel
 step "ready: $VENV"

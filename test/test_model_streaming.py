@@ -229,8 +229,10 @@ ties, so its reply tokens are not compared; the shipped model's are, in docs/per
 
 
 def test_int8_linear_paths_match_the_dequantized_weight():
-    """Both kernels of Int8Linear (packed bf16 for a few rows, de-quantized fp32 GEMM for many) compute
-    x·Wqᵀ + b for the rounded weight Wq, which is within half a step of the original weight."""
+    """Every kernel of Int8Linear (the native one and torch's packed one for a few rows, the
+    de-quantized fp32 GEMM for many) computes x·Wqᵀ + b for the rounded weight Wq, which is within
+    half a step of the original weight. The native kernel's int16 activations are the closest."""
+    from proassist_ros.model import int8_kernel
     from proassist_ros.model.quantize import PACKED_MAX_ROWS, Int8Linear
 
     torch.manual_seed(0)
@@ -239,13 +241,57 @@ def test_int8_linear_paths_match_the_dequantized_weight():
     wq = q.dequantized()
     assert q.qweight.dtype == torch.int8
     assert (wq - lin.weight).abs().max() <= q.scale.max() / 2 + 1e-7
-    for rows in (1, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1):
-        x = torch.randn(1, rows, 96)
-        ref = x @ wq.T + lin.bias
-        got = q(x)
-        assert got.shape == (1, rows, 40) and got.dtype == torch.float32
-        tol = 2e-2 if rows <= PACKED_MAX_ROWS else 1e-5  # bf16 activations on the packed path
-        assert torch.allclose(got, ref, atol=tol, rtol=tol), (rows, (got - ref).abs().max())
+    tol = {"native": 2e-3, "torch": 2e-2}  # int16 vs bf16 activations
+    try:
+        for kernel in ("native", "torch"):
+            int8_kernel.use(kernel)
+            assert int8_kernel.available() == (kernel == "native"), int8_kernel.why_unavailable()
+            for rows in (1, 3, PACKED_MAX_ROWS, PACKED_MAX_ROWS + 1):
+                x = torch.randn(1, rows, 96)
+                ref = x @ wq.T + lin.bias
+                got = q(x)
+                assert got.shape == (1, rows, 40) and got.dtype == torch.float32
+                t = tol[kernel] if rows <= PACKED_MAX_ROWS else 1e-5
+                assert torch.allclose(got, ref, atol=t, rtol=t), (kernel, rows, (got - ref).abs().max())
+    finally:
+        int8_kernel.use("native")
+
+
+def test_int8_kernel_builds_here_and_falls_back_with_a_reason(tmp_path, monkeypatch):
+    """`make setup` builds the native kernel on this machine (a C compiler is a stated dependency);
+    it handles shapes off its vector width; without a working compiler int8 still runs, on torch's
+    kernel, and says why."""
+    from proassist_ros.model import int8_kernel
+    from proassist_ros.model.cache import CACHE_ENV
+    from proassist_ros.model.quantize import Int8Linear, kernel_name
+
+    int8_kernel.use("native")
+    assert int8_kernel.available(), int8_kernel.why_unavailable()
+    assert kernel_name() == "native"
+    g = torch.Generator().manual_seed(1)
+    for m, k, n in ((1, 576, 1536), (5, 1000, 7), (2, 17, 3), (1, 2304, 9)):  # K > the kernel's int32 block
+        x = torch.randn(m, k, generator=g) * torch.logspace(-2, 1, k)  # outlier channels, as SmolLM2 has
+        w = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+        scale, bias = torch.rand(n, generator=g) / 50, torch.randn(n, generator=g)
+        ref = x.double() @ (w.double() * scale.double()[:, None]).T + bias.double()
+        got = int8_kernel.linear(x, w, scale, bias).double()
+        assert got.shape == (m, n)
+        assert (got - ref).abs().max() <= 1e-3 * ref.abs().max(), (m, k, n)
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))  # a cache without the built kernel
+    monkeypatch.setenv("CC", "/bin/false")
+    try:
+        int8_kernel.use("native")
+        assert not int8_kernel.available()
+        assert "compiler failed" in int8_kernel.why_unavailable()
+        lin = torch.nn.Linear(64, 8)
+        x = torch.randn(2, 64)
+        assert torch.allclose(Int8Linear(lin)(x), lin(x), atol=0.05)
+        assert kernel_name() == "torch packed"
+    finally:
+        monkeypatch.undo()
+        int8_kernel.use("native")
+    assert int8_kernel.available()
 
 
 def test_rescored_head_is_fp32_where_the_probability_is():

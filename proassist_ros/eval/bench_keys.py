@@ -29,6 +29,7 @@ import torch
 from proassist_ros.data.synthetic import GOAL, RECIPE, render
 from proassist_ros.engine import AssistantSession, EngineConfig
 from proassist_ros.engine.config import model_settings
+from proassist_ros.model.quantize import kernel_name
 
 FPS = 2.0
 ALWAYS_SILENT, ALWAYS_SPEAK = 1e-6, 1.0  # θ: silent iff P(silence) > θ
@@ -49,7 +50,7 @@ def machine_facts() -> dict:
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {"cpu_model": cpu, "cpu_cores": os.cpu_count(), "usable_cores": usable,
             "torch_threads": torch.get_num_threads(), "torch_version": torch.__version__,
-            "python": platform.python_version(), "platform": platform.platform()}
+            "python": platform.python_version(), "platform": platform.platform(), "int8_kernel": kernel_name()}
 
 
 def frame_cycle(n: int, size=(240, 320)) -> list[np.ndarray]:
@@ -138,6 +139,23 @@ def batched_throughput(model, defaults: Mapping[str, Any], frames: list[np.ndarr
 
 
 @torch.no_grad()
+def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int) -> dict:
+    """``reply_ms_per_token`` of the int8 model with each int8 kernel this machine has, in one
+    process (the A/B of docs/performance.md "int8 kernel"): {"native": …, "torch": …}."""
+    from proassist_ros.model import int8_kernel
+
+    out = {}
+    try:
+        for kernel in ("native", "torch"):
+            int8_kernel.use(kernel)
+            if kernel == "native" and not int8_kernel.available():
+                continue
+            out[kernel] = reply_ms_per_token(int8_model, ctx, n_tokens)
+    finally:
+        int8_kernel.use("native")
+    return out
+
+
 def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
     """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of
     ``model.streaming.step_frame``: one forward of the previous token, then its argmax)."""

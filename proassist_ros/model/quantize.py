@@ -5,12 +5,13 @@ docs/performance.md), so the bytes per weight set the speed. ``int8`` stores eac
 Linear weight as int8 with one fp32 scale per output row (symmetric, round-to-nearest): a
 quarter of the bytes. The activations are not quantized.
 
-Kernel: ``torch._weight_int8pack_mm`` (in torch since 2.3; the CPU kernel torchao's int8
-weight-only mode and gpt-fast call). It takes bf16 activations, so a decode step's inputs are
-rounded to bf16 for these products and the result is returned in the input's dtype. Chunks of
-more than ``PACKED_MAX_ROWS`` rows (prompts, long turns) instead multiply by the de-quantized
-weight in fp32, where MKL's blocked GEMM is faster than the packed kernel. Where the op is missing
-(an older torch), the de-quantized path serves every call: same weights, slower.
+Kernels, for chunks of at most ``PACKED_MAX_ROWS`` rows (a decode step, a frame): the native
+one (``model/int8_kernel.py``, C built once per machine: int16 activations, integer dot
+products, 1.4–2.5× faster than torch's per product), else ``torch._weight_int8pack_mm`` (in torch
+since 2.3; the CPU kernel torchao's int8 weight-only mode and gpt-fast call), which takes bf16
+activations. Longer chunks (prompts, long turns) multiply by the de-quantized weight in fp32,
+where MKL's blocked GEMM is faster. Where neither int8 kernel exists, the de-quantized path
+serves every call: same weights, slower.
 
 What is quantized: every Linear of the decoder layers (INT8_LAYERS: attention q/k/v/o and the
 MLP), 80 % of SmolLM2-135M's weights. The output head keeps its fp32 logits where they matter:
@@ -35,12 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, QUANTIZE_CHOICES  # noqa: F401 (re-exported)
+from proassist_ros.model import int8_kernel
 
 log = logging.getLogger(__name__)
 
 # The Linear layers ``int8`` quantizes (name suffixes in a LlamaForCausalLM); see the module doc.
 INT8_LAYERS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-PACKED_MAX_ROWS = 32  # above: de-quantize and use fp32 GEMM (faster for prompts on MKL)
+PACKED_MAX_ROWS = 32  # up to: an int8 kernel; above: de-quantize and use fp32 GEMM (MKL is faster for prompts)
 HEAD_EXACT_MARGIN = 8.0  # nats: head logits this close to the top are recomputed in fp32
 _PACKED_MM = getattr(torch, "_weight_int8pack_mm", None)
 
@@ -80,7 +82,10 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)  # (rows, in)
-        if _PACKED_MM is not None and x2.shape[0] <= PACKED_MAX_ROWS:
+        small = x2.shape[0] <= PACKED_MAX_ROWS
+        if small and x.dtype == torch.float32 and int8_kernel.available():  # bias included
+            return int8_kernel.linear(x2, self.qweight, self.scale, self.bias).reshape(*x.shape[:-1], self.out_features)
+        if small and _PACKED_MM is not None:
             y = _PACKED_MM(x2.to(torch.bfloat16), self.qweight, self.scale_bf16).to(x.dtype)
         else:
             y = F.linear(x2, self.dequantized().to(x.dtype))
@@ -111,7 +116,7 @@ class RescoredHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)  # (rows, D)
-        if _PACKED_MM is None or x2.shape[0] > PACKED_MAX_ROWS:
+        if x2.shape[0] > PACKED_MAX_ROWS or (_PACKED_MM is None and not int8_kernel.available()):
             return F.linear(x, self.weight, self.bias)
         logits = self.q(x2).to(x.dtype)  # (rows, V), int8 weights
         for r in range(x2.shape[0]):
@@ -143,9 +148,15 @@ def quantize_llm(llm: nn.Module, mode: str = "int8") -> nn.Module:
     head = llm.get_output_embeddings()
     if isinstance(head, nn.Linear):
         llm.set_output_embeddings(RescoredHead(head))
-    log.info("quantize int8: %d Linear layers of the LLM are weight-only int8 (%s kernel)", len(targets),
-             "packed" if _PACKED_MM is not None else "de-quantized")
+    log.info("quantize int8: %d Linear layers of the LLM are weight-only int8 (%s kernel)", len(targets), kernel_name())
     return llm
+
+
+def kernel_name() -> str:
+    """Which kernel serves a decode step's int8 products in this process."""
+    if int8_kernel.available():
+        return "native"
+    return "torch packed" if _PACKED_MM is not None else "de-quantized fp32"
 
 
 def is_quantized(llm: nn.Module) -> bool:
