@@ -84,7 +84,7 @@ class Int8Linear(nn.Module):
         x2 = x.reshape(-1, self.in_features)  # (rows, in)
         small = x2.shape[0] <= PACKED_MAX_ROWS
         if small and x.dtype == torch.float32 and int8_kernel.available():  # bias included
-            return int8_kernel.linear(x2, self.qweight, self.scale, self.bias).reshape(*x.shape[:-1], self.out_features)
+            return int8_kernel.linear(x2, self.qweight, self.scale, self.bias).view(*x.shape[:-1], self.out_features)
         if small and _PACKED_MM is not None:
             y = _PACKED_MM(x2.to(torch.bfloat16), self.qweight, self.scale_bf16).to(x.dtype)
         else:
