@@ -139,20 +139,27 @@ def batched_throughput(model, defaults: Mapping[str, Any], frames: list[np.ndarr
 
 
 @torch.no_grad()
-def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int) -> dict:
+def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int, rounds: int = 3) -> dict:
     """``reply_ms_per_token`` of the int8 model with each int8 kernel this machine has, in one
-    process (the A/B of docs/performance.md "int8 kernel"): {"native": …, "torch": …}."""
+    process, in alternating rounds so that a slow minute of a shared machine hits both (the A/B of
+    docs/performance.md "int8 kernel"): {"native": …, "torch": …}, each the round-median, with the
+    rounds' medians in ``rounds_ms``."""
     from proassist_ros.model import int8_kernel
 
-    out = {}
+    per: dict[str, list[dict]] = {}
     try:
-        for kernel in ("native", "torch"):
-            int8_kernel.use(kernel)
-            if kernel == "native" and not int8_kernel.available():
-                continue
-            out[kernel] = reply_ms_per_token(int8_model, ctx, n_tokens)
+        for _ in range(rounds):
+            for kernel in ("native", "torch"):
+                int8_kernel.use(kernel)
+                if kernel == "native" and not int8_kernel.available():
+                    continue
+                per.setdefault(kernel, []).append(reply_ms_per_token(int8_model, ctx, n_tokens))
     finally:
         int8_kernel.use("native")
+    out = {}
+    for kernel, runs in per.items():
+        ms = [r["ms_per_token"] for r in runs]
+        out[kernel] = {**runs[int(np.argsort(ms)[len(ms) // 2])], "rounds_ms": ms}
     return out
 
 
