@@ -23,6 +23,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -41,8 +42,12 @@ _FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the second for compilers wi
 _state: dict = {}  # "fn": the ctypes function or None, "why": the reason it is None
 
 
-def _compiler() -> str | None:
-    return os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+def _compiler() -> list[str] | None:
+    """The C compiler command: ``$CC`` (may carry words, e.g. "ccache gcc"), else cc or gcc."""
+    if os.environ.get("CC", "").strip():
+        return shlex.split(os.environ["CC"])
+    found = shutil.which("cc") or shutil.which("gcc")
+    return [found] if found else None
 
 
 def _cpu_key() -> str:
@@ -68,7 +73,7 @@ def _build(tmp: Path) -> None:
         raise RuntimeError("no C compiler found ($CC, cc or gcc)")
     errors = []
     for flags in _FLAG_SETS:
-        cmd = [cc, *flags, "-shared", "-fPIC", str(SOURCE), "-o", str(tmp / LIBRARY), "-lm"]
+        cmd = [*cc, *flags, "-shared", "-fPIC", str(SOURCE), "-o", str(tmp / LIBRARY), "-lm"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode == 0:
             return
