@@ -359,3 +359,42 @@ def test_keep_returns_the_chosen_rows_only():
         assert torch.allclose(got, ref[[len(ids) - 1, 0, len(ids) // 2]], atol=1e-5, rtol=0)
     assert part.num_tokens == full.num_tokens
     assert all(torch.equal(a.keys, b.keys) for a, b in zip(part.cache.layers, full.cache.layers))
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_lean_forward_equals_transformers_forward(quantize):
+    """model/decode.py walks the same modules with the same ops as transformers' Llama forward:
+    chunk by chunk (a prompt, single tokens, short chunks, a position gap as Drop-Middle leaves),
+    the logits and the cache it leaves are transformers' (fp32 on CPU, inference)."""
+    from transformers import DynamicCache
+
+    from proassist_ros.model import decode
+    from proassist_ros.model.kv_cache import new_kv_cache
+
+    model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, quantize=quantize)
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, model.vocab_size - 1, (60,), generator=g)
+    cuts = [0, 20, 21, 22, 25, 31, 32, 40, 41, 60]
+    caches = {"lean": new_kv_cache(model.llm.config), "hf": new_kv_cache(model.llm.config)}
+    with torch.inference_mode():
+        for a, b in zip(cuts, cuts[1:]):
+            emb = model.embed_tokens(ids[a:b], None)[None]  # (1, T, D)
+            pos = torch.arange(b - a)[None] + a + (7 if a >= 31 else 0)  # positions jump by 7 after 31
+            keep = torch.tensor([b - a - 1]) if b - a > 3 else None
+            assert decode.supported(model.llm, emb)
+            lean = decode.forward(model.llm, emb, caches["lean"], pos, keep)
+            hf = model.llm(inputs_embeds=emb, cache=caches["hf"], position_ids=pos, use_cache=True,
+                           **({} if keep is None else {"logits_to_keep": keep})).logits
+            assert lean.shape == hf.shape
+            assert torch.allclose(lean, hf, atol=1e-5, rtol=0), (a, b, (lean - hf).abs().max())
+    for layer_l, layer_h in zip(caches["lean"].layers, caches["hf"].layers):
+        assert torch.allclose(layer_l.keys, layer_h.keys, atol=1e-5)
+        assert torch.allclose(layer_l.values, layer_h.values, atol=1e-5)
+    assert caches["lean"].get_seq_length() == 60
+    with torch.enable_grad():  # training keeps transformers' forward
+        assert not decode.supported(model.llm, emb)
+    handle = model.llm.register_forward_hook(lambda *a: None)  # an observer sees every call
+    with torch.inference_mode():
+        assert not decode.supported(model.llm, emb)
+    handle.remove()
+    assert isinstance(caches["lean"], DynamicCache)

@@ -163,6 +163,7 @@ def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int, rounds: in
     return out
 
 
+@torch.no_grad()
 def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
     """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of
     ``model.streaming.step_frame``: one forward of the previous token, then its argmax)."""

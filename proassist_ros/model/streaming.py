@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
+from proassist_ros.model import decode as lean_forward
 from proassist_ros.model.kv_cache import new_kv_cache
 from proassist_ros.model.modeling import ProAssistModel
 
@@ -131,12 +132,16 @@ def forward_chunk(
     if keep is not None:
         t = ids.numel()
         extra["logits_to_keep"] = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
-    out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True, **extra)
-    state.cache = out.cache if out.cache is not None else state.cache
+    if lean_forward.supported(model.llm, embeds):  # CPU inference: the same arithmetic, less Python
+        logits = lean_forward.forward(model.llm, embeds, state.cache, positions, extra.get("logits_to_keep"))
+    else:
+        out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True, **extra)
+        state.cache = out.cache if out.cache is not None else state.cache
+        logits = out.logits
     state.num_tokens += int(ids.numel())
     if state.log is not None:
         state.log.record(ids.tolist(), frame_feats)
-    return out.logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
+    return logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
 
 
 def _argmax(logits: torch.Tensor) -> int:

@@ -1,0 +1,77 @@
+"""A lean Llama forward for the stream's chunks on CPU: the same arithmetic, fewer Python layers.
+
+Why: on CPU a reply token or a silent frame's chunk is a handful of positions, and after int8
+(model/quantize.py) transformers' generic forward costs about as much as the products: per layer
+~13 module calls, decorators, keyword plumbing, mask creation, an attention-interface lookup and
+~40 small ops, ~2 µs each (docs/performance.md "Lean forward"). This walks the same modules of a
+``LlamaForCausalLM`` in the same order with the same ops: RMSNorm as ``F.rms_norm`` (bit-identical
+to ``LlamaRMSNorm`` in fp32), RoPE from the model's own ``rotary_emb``, the cache's own ``update``,
+SDPA with grouped heads, the model's own projections (int8, LoRA-merged or plain) and head.
+A test compares logits and cache with transformers' forward, chunk by chunk.
+
+Used by ``streaming.forward_chunk`` when ``supported`` says so: inference (no autograd), fp32 on CPU,
+a plain ``LlamaForCausalLM`` without forward hooks. Anything else (training, a GPU in half
+precision, another architecture, a hooked LLM, the batched forward of several streams) keeps
+transformers' forward.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from transformers import LlamaForCausalLM
+
+
+def supported(llm, embeds: torch.Tensor) -> bool:
+    """Whether ``forward`` serves this call (see the module doc). An LLM with forward hooks (an
+    observer such as eval/agreement.py) takes transformers' forward, so the hooks see every call."""
+    return (not torch.is_grad_enabled() and embeds.device.type == "cpu" and embeds.dtype == torch.float32
+            and type(llm) is LlamaForCausalLM and llm.config._attn_implementation in ("sdpa", "eager")
+            and not (llm._forward_hooks or llm._forward_pre_hooks))
+
+
+def _rms(x: torch.Tensor, norm) -> torch.Tensor:
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch.Tensor,
+            keep: torch.Tensor | None = None) -> torch.Tensor:
+    """``llm(inputs_embeds=embeds, cache=cache, position_ids=positions, logits_to_keep=keep).logits``:
+    embeds (1, T, D), positions (1, T), keep (K,) row indices or None (all) → logits (1, K or T, V).
+    The cache is updated in place, as transformers' forward does."""
+    model = llm.model
+    t = embeds.shape[1]
+    cos, sin = model.rotary_emb(embeds, positions)  # (1, T, head_dim) each
+    cos, sin = cos[:, None], sin[:, None]  # (1, 1, T, head_dim): broadcast over heads
+    x = embeds
+    mask = None
+    for i, layer in enumerate(model.layers):
+        attn, mlp = layer.self_attn, layer.mlp
+        h = _rms(x, layer.input_layernorm)
+        q = attn.q_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)  # (1, H, T, hd)
+        k = attn.k_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)  # (1, Hkv, T, hd)
+        v = attn.v_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)
+        q = q * cos + _rotate_half(q) * sin
+        k = k * cos + _rotate_half(k) * sin
+        keys, values = cache.update(k, v, i)  # (1, Hkv, L, hd): the past and this chunk
+        if t == 1:  # one query sees every cached position: no mask
+            o = F.scaled_dot_product_attention(q, keys, values, scale=attn.scaling, enable_gqa=True)
+        else:  # the chunk's queries are the last T of L positions: causal within the chunk
+            if mask is None:
+                n = keys.shape[-2]
+                mask = torch.arange(n)[None, :] <= torch.arange(n - t, n)[:, None]  # (T, L)
+            rep = attn.num_key_value_groups
+            o = F.scaled_dot_product_attention(q, keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1),
+                                               attn_mask=mask, scale=attn.scaling)
+        x = x + attn.o_proj(o.transpose(1, 2).reshape(1, t, -1))
+        h = _rms(x, layer.post_attention_layernorm)
+        x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
+    x = _rms(x, model.norm)
+    if keep is not None:
+        x = x[:, keep]
+    return llm.lm_head(x)
