@@ -5,8 +5,9 @@ Why: on CPU a reply token or a silent frame's chunk is a handful of positions, a
 ~13 module calls, decorators, keyword plumbing, mask creation, an attention-interface lookup and
 ~40 small ops, ~2 µs each (docs/performance.md "Lean forward"). This walks the same modules of a
 ``LlamaForCausalLM`` in the same order with the same ops: RMSNorm as ``F.rms_norm`` (bit-identical
-to ``LlamaRMSNorm`` in fp32), RoPE from the model's own ``rotary_emb``, the cache's own ``update``,
-SDPA with grouped heads, the model's own projections (int8, LoRA-merged or plain) and head.
+to ``LlamaRMSNorm`` in fp32), RoPE from the model's ``rotary_emb`` and transformers'
+``apply_rotary_pos_emb``, the cache's own ``update``, SDPA with grouped heads (``repeat_kv``
+under a mask), the model's own projections (int8, LoRA-merged or plain) and head.
 A test compares logits and cache with transformers' forward, chunk by chunk.
 
 Used by ``streaming.forward_chunk`` when ``supported`` says so: inference (no autograd), fp32 on CPU,
@@ -20,6 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from transformers import LlamaForCausalLM
+from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
 
 def supported(llm, embeds: torch.Tensor) -> bool:
@@ -34,11 +36,6 @@ def _rms(x: torch.Tensor, norm) -> torch.Tensor:
     return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
-
-
 def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch.Tensor,
             keep: torch.Tensor | None = None) -> torch.Tensor:
     """``llm(inputs_embeds=embeds, cache=cache, position_ids=positions, logits_to_keep=keep).logits``:
@@ -47,7 +44,6 @@ def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch
     model = llm.model
     t = embeds.shape[1]
     cos, sin = model.rotary_emb(embeds, positions)  # (1, T, head_dim) each
-    cos, sin = cos[:, None], sin[:, None]  # (1, 1, T, head_dim): broadcast over heads
     x = embeds
     mask = None
     for i, layer in enumerate(model.layers):
@@ -56,8 +52,7 @@ def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch
         q = attn.q_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)  # (1, H, T, hd)
         k = attn.k_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)  # (1, Hkv, T, hd)
         v = attn.v_proj(h).view(1, t, -1, attn.head_dim).transpose(1, 2)
-        q = q * cos + _rotate_half(q) * sin
-        k = k * cos + _rotate_half(k) * sin
+        q, k = apply_rotary_pos_emb(q, k, cos, sin)  # transformers' own RoPE
         keys, values = cache.update(k, v, i)  # (1, Hkv, L, hd): the past and this chunk
         if t == 1:  # one query sees every cached position: no mask
             o = F.scaled_dot_product_attention(q, keys, values, scale=attn.scaling, enable_gqa=True)
@@ -66,8 +61,8 @@ def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch
                 n = keys.shape[-2]
                 mask = torch.arange(n)[None, :] <= torch.arange(n - t, n)[:, None]  # (T, L)
             rep = attn.num_key_value_groups
-            o = F.scaled_dot_product_attention(q, keys.repeat_interleave(rep, 1), values.repeat_interleave(rep, 1),
-                                               attn_mask=mask, scale=attn.scaling)
+            o = F.scaled_dot_product_attention(q, repeat_kv(keys, rep), repeat_kv(values, rep), attn_mask=mask,
+                                               scale=attn.scaling)
         x = x + attn.o_proj(o.transpose(1, 2).reshape(1, t, -1))
         h = _rms(x, layer.post_attention_layernorm)
         x = x + mlp.down_proj(mlp.act_fn(mlp.gate_proj(h)) * mlp.up_proj(h))
