@@ -90,3 +90,36 @@ def test_batch_errors(model):
     other = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=0)
     with pytest.raises(ValueError, match="share one model"):
         push_frames_together([s, AssistantSession(other)], _frames(0)[:2])
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_lean_batched_forward_equals_transformers_forward(quantize):
+    """The batched forward takes model/decode.py's lean path on CPU; its logits and the caches it
+    leaves equal transformers' decoder under the same padding mask (a hooked LLM keeps
+    transformers' forward, so the hook selects the reference). Streams of different pasts
+    (one empty) and chunk lengths (1 and more), three rounds."""
+    from proassist_ros.model.batched import forward_chunks_batched
+    from proassist_ros.model.streaming import StreamState
+
+    m = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=2, quantize=quantize)
+    g = torch.Generator().manual_seed(0)
+    rounds = [[7, 1, 3], [1, 4, 1], [2, 1, 5]]  # chunk length per stream per round
+    runs = {}
+    for path in ("lean", "hf"):
+        handle = m.llm.register_forward_hook(lambda *a: None) if path == "hf" else None
+        g.manual_seed(0)
+        states, logits = [StreamState.new() for _ in range(3)], []
+        for lens in rounds:
+            chunks = [(torch.randint(10, m.vocab_size - 1, (t,), generator=g).tolist(), None) for t in lens]
+            logits.append(torch.stack(forward_chunks_batched(m, states, chunks)))
+        if handle is not None:
+            handle.remove()
+        runs[path] = (states, logits)
+    for lean, hf in zip(runs["lean"][1], runs["hf"][1]):
+        assert torch.allclose(lean, hf, atol=1e-5, rtol=0), (lean - hf).abs().max()
+    for a, b in zip(*(runs[p][0] for p in ("lean", "hf"))):
+        assert a.num_tokens == b.num_tokens
+        for la, lb in zip(a.cache.layers, b.cache.layers):
+            # 1e-4: int8 rounds each activation row to int16, so a 1e-7 difference upstream can move a
+            # later layer's keys by ~1e-5; a wrong mask or position moves them by ~1e-1
+            assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)
