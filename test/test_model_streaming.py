@@ -362,13 +362,13 @@ def test_keep_returns_the_chosen_rows_only():
 
 
 @pytest.mark.parametrize("quantize", ["none", "int8"])
-def test_lean_forward_equals_transformers_forward(quantize):
+def test_lean_forward_equals_transformers_forward(quantize, monkeypatch):
     """model/decode.py walks the same modules with the same ops as transformers' Llama forward:
     chunk by chunk (a prompt, single tokens, short chunks, a position gap as Drop-Middle leaves),
     the logits and the cache it leaves are transformers' (fp32 on CPU, inference)."""
     from transformers import DynamicCache
 
-    from proassist_ros.model import decode
+    from proassist_ros.model import decode, fused_decode
     from proassist_ros.model.kv_cache import new_kv_cache
 
     model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, quantize=quantize)
@@ -376,6 +376,7 @@ def test_lean_forward_equals_transformers_forward(quantize):
     ids = torch.randint(10, model.vocab_size - 1, (60,), generator=g)
     cuts = [0, 20, 21, 22, 25, 31, 32, 40, 41, 60]
     caches = {"lean": new_kv_cache(model.llm.config), "hf": new_kv_cache(model.llm.config)}
+    monkeypatch.setattr(fused_decode, "_enabled", [False])  # the lean layers (the fused C step: the test below)
     with torch.inference_mode():
         for a, b in zip(cuts, cuts[1:]):
             emb = model.embed_tokens(ids[a:b], None)[None]  # (1, T, D)
@@ -398,3 +399,48 @@ def test_lean_forward_equals_transformers_forward(quantize):
         assert not decode.supported(model.llm, emb)
     handle.remove()
     assert isinstance(caches["lean"], DynamicCache)
+
+
+def test_fused_decode_equals_lean_forward(monkeypatch):
+    """model/fused_decode.py (one C call per chunk, int8) gives the lean forward's logits and cache
+    up to float rounding: single tokens and chunks of 2–5 positions (causal within the chunk) after
+    a prompt, after a Drop-Middle position gap and after a cropped cache (a non-contiguous buffer),
+    on the tiny int8 model. It serves every chunk after the prompt (which is longer than
+    ``MAX_ROWS``), and not fp32 models."""
+    from proassist_ros.model import decode, fused_decode, int8_kernel
+    from proassist_ros.model.kv_cache import new_kv_cache
+
+    assert int8_kernel.available(), int8_kernel.why_unavailable()  # built by make setup on this machine
+    model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, quantize="int8")
+    assert fused_decode.plan(model.llm) is not None
+    assert fused_decode.plan(load("tiny", seed=3).llm) is None  # fp32: the lean forward serves
+    native, calls = int8_kernel.decode_rows_fn(), []
+    monkeypatch.setattr(int8_kernel, "decode_rows_fn", lambda: lambda *a: calls.append(1) or native(*a))
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(10, model.vocab_size - 1, (60,), generator=g)
+    assert fused_decode.MAX_ROWS < 40
+    cuts = [0, 40, 41, 42, 45, 46, 47, 48, 50, 51, 52, 56, 57, 60]
+    runs = {}
+    for fused in (True, False):
+        fused_decode.enable(fused)
+        try:
+            cache, logits = new_kv_cache(model.llm.config), []
+            with torch.inference_mode():
+                for a, b in zip(cuts, cuts[1:]):
+                    if a == 50:
+                        for layer in cache.layers:  # cropped as streaming.crop does: views, not contiguous
+                            layer.keys, layer.values = layer.keys[..., :48, :], layer.values[..., :48, :]
+                    emb = model.embed_tokens(ids[a:b], None)[None]
+                    pos = torch.arange(b - a)[None] + a + (5 if a >= 46 else 0)  # a position gap after 46
+                    logits.append(decode.forward(model.llm, emb, cache, pos))
+            runs[fused] = (cache, logits)
+            assert len(calls) == (len(cuts) - 2 if fused else 0)  # every chunk after the prompt took the C routine
+            calls.clear()
+        finally:
+            fused_decode.enable(True)
+    for x, y in zip(runs[True][1], runs[False][1]):
+        assert torch.allclose(x, y, atol=1e-3, rtol=0), (x - y).abs().max()
+        assert int(x.argmax()) == int(y.argmax())
+    for la, lb in zip(runs[True][0].layers, runs[False][0].layers):
+        assert la.keys.shape == lb.keys.shape
+        assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)

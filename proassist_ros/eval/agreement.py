@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from proassist_ros.model import decode
 from proassist_ros.model.kv_cache import new_kv_cache
 
 
@@ -48,9 +49,9 @@ def teacher_forced(model, quantized_llm, run, theta: float) -> Agreement:
         src = kwargs.get("cache", kwargs.get("past_key_values"))
         if src is not shadow["src"] or shadow["cache"] is None:  # the session started a new cache
             shadow["src"], shadow["cache"] = src, new_kv_cache(quantized_llm.config)
-        kw = {k: v for k, v in kwargs.items() if k not in ("cache", "past_key_values")}
-        with torch.no_grad():
-            q = quantized_llm(*args, **kw, cache=shadow["cache"]).logits[0, -1].float()
+        with torch.no_grad():  # the path the node takes (lean forward, fused int8 decode)
+            q = decode.logits(quantized_llm, kwargs["inputs_embeds"], shadow["cache"], kwargs["position_ids"],
+                              kwargs.get("logits_to_keep"))[0, -1].float()
         ref = out.logits[0, -1].float()
         p_ref, p_q = (torch.softmax(x, -1)[silence].item() for x in (ref, q))
         stats.calls += 1

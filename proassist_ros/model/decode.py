@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from transformers import LlamaForCausalLM
 from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
 
+from proassist_ros.model import fused_decode
+
 
 def supported(llm, embeds: torch.Tensor) -> bool:
     """Whether ``forward`` serves this call (see the module doc). An LLM with forward hooks (an
@@ -61,6 +63,10 @@ def hidden(llm: LlamaForCausalLM, embeds: torch.Tensor, caches: list, lens: list
     stream, over that stream's own cache, exactly as when it runs alone."""
     model = llm.model
     t = embeds.shape[1]
+    if len(caches) == 1 and t <= fused_decode.MAX_ROWS and (plan := fused_decode.plan(llm)) is not None:
+        x = fused_decode.rows(llm, plan, embeds, caches[0], positions)  # an int8 LLM: one C call for all layers
+        if x is not None:
+            return _rms(x, model.norm)
     cos, sin = model.rotary_emb(embeds, positions)  # (1, ΣT, head_dim) each
     x = embeds
     for i, layer in enumerate(model.layers):
@@ -90,3 +96,14 @@ def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch
     if keep is not None:
         x = x[:, keep]
     return llm.lm_head(x)
+
+
+def logits(llm, embeds: torch.Tensor, cache, positions: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """The chunk's logits (1, K or T, V) by the path inference takes: this module's (and for a
+    reply token of an int8 LLM, model/fused_decode.py's) where ``supported``, else transformers'
+    forward. ``streaming.forward_chunk`` and eval/agreement.py's shadow model both call this, so
+    the agreement measures what the node runs."""
+    if supported(llm, embeds):
+        return forward(llm, embeds, cache, positions, keep)
+    extra = {} if keep is None else {"logits_to_keep": keep}
+    return llm(inputs_embeds=embeds, cache=cache, position_ids=positions, use_cache=True, **extra).logits

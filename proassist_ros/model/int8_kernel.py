@@ -1,4 +1,5 @@
-"""The native int8 product (``csrc/int8_gemv.c``): built once per machine, called through ctypes.
+"""The native int8 product (``csrc/int8_gemv.c``) and the fused decode step built on it
+(``csrc/decode_layer.c``, used by model/fused_decode.py): built once per machine, called through ctypes.
 
 Why: ``quantize: int8`` stores the decoder's Linear weights as int8, so a reply token should
 cost the time to stream ~106 MB of weights. torch's packed kernel (``_weight_int8pack_mm``)
@@ -35,7 +36,9 @@ from proassist_ros.model.cache import build_atomically, cache_dir
 log = logging.getLogger(__name__)
 
 KERNEL_ENV = "PROASSIST_INT8_KERNEL"  # "native" (default) | "torch"
-SOURCE = Path(__file__).with_name("csrc") / "int8_gemv.c"
+CSRC = Path(__file__).with_name("csrc")
+SOURCE = CSRC / "decode_layer.c"  # one translation unit: it includes int8_gemv.c
+SOURCES = (SOURCE, CSRC / "int8_gemv.c")
 LIBRARY = "libproassist_int8.so"
 _FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the second for compilers without -march=native
 
@@ -62,7 +65,8 @@ def _cpu_key() -> str:
 def library_dir() -> Path:
     """The cache directory the kernel for this source, compiler and CPU is built into."""
     h = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), str(_compiler()).encode(), platform.machine().encode(), _cpu_key().encode()):
+    parts = [src.read_bytes() for src in SOURCES]
+    for part in (*parts, str(_compiler()).encode(), platform.machine().encode(), _cpu_key().encode()):
         h.update(part)
     return cache_dir() / "kernels" / f"int8_gemv-{h.hexdigest()[:16]}"
 
@@ -81,13 +85,17 @@ def _build(tmp: Path) -> None:
     raise RuntimeError("the C compiler failed: " + " | ".join(errors))
 
 
-def _load() -> ctypes._CFuncPtr:
+def _load() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]:
     lib = ctypes.CDLL(str(build_atomically(library_dir(), _build) / LIBRARY))
+    p, i64, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_float
     fn = lib.proassist_int8_linear
-    p, i64 = ctypes.c_void_p, ctypes.c_int64
     fn.argtypes = [p, i64, i64, p, i64, p, p, p]  # x, M, K, w, N, scale, bias, y
     fn.restype = ctypes.c_int
-    return fn
+    rows = lib.proassist_decode_rows  # model/fused_decode.py
+    # x, M, layers, n_layers, D, H, Hkv, hd, I, eps, scaling, cos, sin
+    rows.argtypes = [p, i64, p, i64, i64, i64, i64, i64, i64, f32, f32, p, p]
+    rows.restype = ctypes.c_int
+    return fn, rows
 
 
 def _self_check(fn) -> None:
@@ -108,14 +116,14 @@ def _resolve() -> None:
     if choice not in ("native", "torch"):
         raise ValueError(f"{KERNEL_ENV}={choice!r}: expected 'native' or 'torch'")
     if choice == "torch":
-        _state.update(fn=None, why=f"{KERNEL_ENV}=torch")
+        _state.update(fn=None, rows=None, why=f"{KERNEL_ENV}=torch")
         return
     try:
-        fn = _load()
+        fn, rows = _load()
         _self_check(fn)
-        _state.update(fn=fn, why="")
+        _state.update(fn=fn, rows=rows, why="")
     except Exception as exc:  # noqa: BLE001 -- any failure means: use torch's kernel, say why
-        _state.update(fn=None, why=str(exc))
+        _state.update(fn=None, rows=None, why=str(exc))
         log.warning("int8: the native kernel is not used (%s); torch's packed kernel serves instead", exc)
 
 
@@ -136,6 +144,12 @@ def use(choice: str) -> None:
     at start-up: the benchmark's A/B of the two kernels in one run."""
     os.environ[KERNEL_ENV] = choice
     _state.clear()
+
+
+def decode_rows_fn() -> ctypes._CFuncPtr | None:
+    """``proassist_decode_rows`` (csrc/decode_layer.c), built with the product; None where the
+    native kernel is not available."""
+    return _state["rows"] if available() else None
 
 
 def linear(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

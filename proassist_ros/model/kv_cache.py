@@ -35,15 +35,23 @@ class _Growing:
             return self.buf
         return self.buf[..., : self.n, :]
 
-    def append(self, new: torch.Tensor) -> torch.Tensor:
-        t = new.shape[-2]
+    def reserve(self, t: int) -> torch.Tensor | None:
+        """The buffer, contiguous, with room for ``t`` more positions after the first ``n`` (grown
+        when short); None while nothing has been appended (the shape is not known yet). Writers
+        that fill the room themselves (model/fused_decode.py) then advance ``n``."""
         if self.buf is None or self.buf.dim() < 3 or self.buf.numel() == 0:
-            self.buf = new.new_empty((*new.shape[:-2], t + GROW_BLOCK, new.shape[-1]))
-            self.n = 0
-        elif self.n + t > self.buf.shape[-2]:
+            return None
+        if self.n + t > self.buf.shape[-2] or not self.buf.is_contiguous():
             grown = self.buf.new_empty((*self.buf.shape[:-2], self.n + t + GROW_BLOCK, self.buf.shape[-1]))
             grown[..., : self.n, :] = self.buf[..., : self.n, :]
             self.buf = grown
+        return self.buf
+
+    def append(self, new: torch.Tensor) -> torch.Tensor:
+        t = new.shape[-2]
+        if self.reserve(t) is None:
+            self.buf = new.new_empty((*new.shape[:-2], t + GROW_BLOCK, new.shape[-1]))
+            self.n = 0
         self.buf[..., self.n : self.n + t, :] = new
         self.n += t
         return self.view()

@@ -128,16 +128,11 @@ def forward_chunk(
         state.cache = new_kv_cache(model.llm.config)  # grows in blocks, no per-token copy
     # P9: positions continue from the cache length, which drop_middle may have shortened.
     positions = torch.arange(ids.numel(), device=model.device)[None] + state.num_tokens  # (1, T)
-    extra = {}
+    keep_rows = None
     if keep is not None:
         t = ids.numel()
-        extra["logits_to_keep"] = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
-    if lean_forward.supported(model.llm, embeds):  # CPU inference: the same arithmetic, less Python
-        logits = lean_forward.forward(model.llm, embeds, state.cache, positions, extra.get("logits_to_keep"))
-    else:
-        out = model.llm(inputs_embeds=embeds, cache=state.cache, position_ids=positions, use_cache=True, **extra)
-        state.cache = out.cache if out.cache is not None else state.cache
-        logits = out.logits
+        keep_rows = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
+    logits = lean_forward.logits(model.llm, embeds, state.cache, positions, keep_rows)  # the cache grows in place
     state.num_tokens += int(ids.numel())
     if state.log is not None:
         state.log.record(ids.tolist(), frame_feats)

@@ -2,6 +2,7 @@
 
     python docs/results/int8_kernel/ab.py kernel   # native int8 kernel vs torch's packed one -> ab_check.json
     python docs/results/int8_kernel/ab.py lean     # lean forward (model/decode.py) vs transformers' -> ab_lean.json
+    python docs/results/int8_kernel/ab.py fused    # fused decode (model/fused_decode.py) vs lean -> ab_fused.json
 
 Silent frame step (vision + LLM) at ~100 and ~1000 tokens, reply token at 100 / 800; medians in ms.
 """
@@ -14,7 +15,7 @@ import torch
 
 torch.set_num_threads(1)
 from proassist_ros.eval.bench_keys import _fill, frame_cycle, reply_ms_per_token, session  # noqa: E402
-from proassist_ros.model import decode, int8_kernel, load  # noqa: E402
+from proassist_ros.model import decode, fused_decode, int8_kernel, load  # noqa: E402
 from proassist_ros.model.loader import default_settings  # noqa: E402
 
 _lean = decode.supported
@@ -22,6 +23,7 @@ SETUPS = {  # label -> how to switch it on
     "kernel": {"native": lambda: int8_kernel.use("native"), "torch": lambda: int8_kernel.use("torch")},
     "lean": {"lean": lambda: setattr(decode, "supported", _lean),
              "transformers": lambda: setattr(decode, "supported", lambda *a: False)},
+    "fused": {"fused": lambda: fused_decode.enable(True), "lean": lambda: fused_decode.enable(False)},
 }
 
 m = load("embedded", quantize="int8")
@@ -44,4 +46,5 @@ for _ in range(2):
             res.setdefault(f"token_{ctx}_{label}", []).append(round(reply_ms_per_token(m, ctx, 20)["ms_per_token"], 1))
 int8_kernel.use("native")
 decode.supported = _lean
+fused_decode.enable(True)
 print(json.dumps(res, indent=1))

@@ -72,13 +72,10 @@ static void dot_rows(const int8_t *w, int64_t K, const int16_t *xq, float *out, 
   }
 }
 
-/* Returns 0 on success, 1 when the scratch buffer cannot be allocated. */
-int proassist_int8_linear(const float *x, int64_t M, int64_t K, const int8_t *w, int64_t N,
-                          const float *scale, const float *bias, float *y) {
-  int16_t *xq = (int16_t *)malloc(sizeof(int16_t) * (size_t)(M * K + 16));
-  float *xs = (float *)malloc(sizeof(float) * (size_t)(M > 0 ? M : 1));
-  if (!xq || !xs) { free(xq); free(xs); return 1; }
-  for (int64_t m = 0; m < M; ++m) quantize_row(x + m * K, K, xq + m * K, xs + m);
+/* y (M, N) = (xq (M, K) * xs (M,)) w^T * scale + bias, the activation rows already quantized;
+ * each block of ROWS weight rows is read once for all M rows. */
+static void int8_rows(const int16_t *xq, const float *xs, int64_t M, int64_t K, const int8_t *w, int64_t N,
+                      const float *scale, const float *bias, float *y) {
   float o[ROWS];
   for (int64_t n = 0; n < N; n += ROWS) {
     int rows = N - n < ROWS ? (int)(N - n) : ROWS;
@@ -93,6 +90,16 @@ int proassist_int8_linear(const float *x, int64_t M, int64_t K, const int8_t *w,
         y[m * N + n + r] = o[r] * xs[m] * scale[n + r] + (bias ? bias[n + r] : 0.f);
     }
   }
+}
+
+/* Returns 0 on success, 1 when the scratch buffer cannot be allocated. */
+int proassist_int8_linear(const float *x, int64_t M, int64_t K, const int8_t *w, int64_t N,
+                          const float *scale, const float *bias, float *y) {
+  int16_t *xq = (int16_t *)malloc(sizeof(int16_t) * (size_t)(M * K + 16));
+  float *xs = (float *)malloc(sizeof(float) * (size_t)(M > 0 ? M : 1));
+  if (!xq || !xs) { free(xq); free(xs); return 1; }
+  for (int64_t m = 0; m < M; ++m) quantize_row(x + m * K, K, xq + m * K, xs + m);
+  int8_rows(xq, xs, M, K, w, N, scale, bias, y);
   free(xq); free(xs);
   return 0;
 }
