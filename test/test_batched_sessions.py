@@ -93,14 +93,16 @@ def test_batch_errors(model):
 
 
 @pytest.mark.parametrize("quantize", ["none", "int8"])
-def test_lean_batched_forward_equals_transformers_forward(quantize):
+def test_lean_batched_forward_equals_transformers_forward(quantize, monkeypatch):
     """The batched forward takes model/decode.py's lean path on CPU; its logits and the caches it
     leaves equal transformers' decoder under the same padding mask (a hooked LLM keeps
     transformers' forward, so the hook selects the reference). Streams of different pasts
     (one empty) and chunk lengths (1 and more), three rounds."""
+    from proassist_ros.model import fused_decode
     from proassist_ros.model.batched import forward_chunks_batched
     from proassist_ros.model.streaming import StreamState
 
+    monkeypatch.setattr(fused_decode, "_enabled", [False])  # the lean layers (fused: the next test)
     m = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=2, quantize=quantize)
     g = torch.Generator().manual_seed(0)
     rounds = [[7, 1, 3], [1, 4, 1], [2, 1, 5]]  # chunk length per stream per round
@@ -122,4 +124,39 @@ def test_lean_batched_forward_equals_transformers_forward(quantize):
         for la, lb in zip(a.cache.layers, b.cache.layers):
             # 1e-4: int8 rounds each activation row to int16, so a 1e-7 difference upstream can move a
             # later layer's keys by ~1e-5; a wrong mask or position moves them by ~1e-1
+            assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)
+
+
+def _batched_rounds(m, rounds, seed: int = 0):
+    from proassist_ros.model.batched import forward_chunks_batched
+    from proassist_ros.model.streaming import StreamState
+
+    g = torch.Generator().manual_seed(seed)
+    states, logits = [StreamState.new() for _ in rounds[0]], []
+    for lens in rounds:
+        chunks = [(torch.randint(10, m.vocab_size - 1, (t,), generator=g).tolist(), None) for t in lens]
+        logits.append(torch.stack(forward_chunks_batched(m, states, chunks)))
+    return states, logits
+
+
+def test_fused_batched_forward_equals_lean(monkeypatch):
+    """Several wearers' chunks through the fused int8 C routine in one call (packed rows, each
+    stream's attention over its own cache) give the lean packed forward's logits and caches up to
+    float rounding; every round after the first (whose caches are still empty) takes the C routine."""
+    from proassist_ros.model import fused_decode, int8_kernel
+
+    m = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=2, quantize="int8")
+    rounds = [[7, 1, 3], [1, 4, 1], [2, 1, 5], [1, 1, 1]]
+    native, calls = int8_kernel.decode_rows_fn(), []
+    monkeypatch.setattr(int8_kernel, "decode_rows_fn", lambda: lambda *a: calls.append(a[5]) or native(*a))
+    with torch.inference_mode():
+        fused = _batched_rounds(m, rounds)
+        assert calls == [3, 3, 3]  # three streams per call, rounds 2-4
+        monkeypatch.setattr(fused_decode, "_enabled", [False])
+        lean = _batched_rounds(m, rounds)
+    for x, y in zip(fused[1], lean[1]):
+        assert torch.allclose(x, y, atol=1e-3, rtol=0), (x - y).abs().max()
+    for a, b in zip(fused[0], lean[0]):
+        assert a.num_tokens == b.num_tokens
+        for la, lb in zip(a.cache.layers, b.cache.layers):
             assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)

@@ -444,3 +444,37 @@ def test_fused_decode_equals_lean_forward(monkeypatch):
     for la, lb in zip(runs[True][0].layers, runs[False][0].layers):
         assert la.keys.shape == lb.keys.shape
         assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)
+
+
+def test_fused_decode_is_thread_safe():
+    """Two streams decoding at once in two threads (as a background IPS summary and the next
+    frame's decision do) each get exactly what they get alone: the C routine releases the GIL and
+    each call has its own table of cache buffers."""
+    import threading
+
+    from proassist_ros.model import decode
+    from proassist_ros.model.kv_cache import new_kv_cache
+
+    model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, quantize="int8")
+
+    def run(seed: int, out: list) -> None:
+        g = torch.Generator().manual_seed(seed)
+        ids = torch.randint(10, model.vocab_size - 1, (300,), generator=g)
+        cache = new_kv_cache(model.llm.config)
+        with torch.inference_mode():
+            for a, b in [(0, 40)] + [(i, i + 1) for i in range(40, 300)]:
+                emb = model.embed_tokens(ids[a:b], None)[None]
+                out.append(decode.forward(model.llm, emb, cache, torch.arange(a, b)[None])[0, -1])
+
+    alone = [[], []]
+    for k in range(2):
+        run(k, alone[k])
+    together = [[], []]
+    threads = [threading.Thread(target=run, args=(k, together[k])) for k in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for k in range(2):
+        assert len(together[k]) == len(alone[k]) == 261
+        assert all(torch.equal(x, y) for x, y in zip(together[k], alone[k])), k

@@ -63,8 +63,8 @@ def hidden(llm: LlamaForCausalLM, embeds: torch.Tensor, caches: list, lens: list
     stream, over that stream's own cache, exactly as when it runs alone."""
     model = llm.model
     t = embeds.shape[1]
-    if len(caches) == 1 and t <= fused_decode.MAX_ROWS and (plan := fused_decode.plan(llm)) is not None:
-        x = fused_decode.rows(llm, plan, embeds, caches[0], positions)  # an int8 LLM: one C call for all layers
+    if t <= fused_decode.MAX_ROWS and (plan := fused_decode.plan(llm)) is not None:
+        x = fused_decode.rows(llm, plan, embeds, caches, lens, positions)  # an int8 LLM: one C call, all layers
         if x is not None:
             return _rms(x, model.norm)
     cos, sin = model.rotary_emb(embeds, positions)  # (1, ΣT, head_dim) each

@@ -7,13 +7,19 @@ Python calls (docs/performance.md "Fused decode"). The C routine runs a whole to
 the products as the int8 kernel does them, the rest as loops over a few hundred floats, and the
 attention reading each cached key and value once for the query heads that share it.
 
-When: a chunk of at most ``MAX_ROWS`` positions of one stream (a reply token, a frame, a short
-turn), CPU inference, an int8 LLM
+When: chunks of at most ``MAX_ROWS`` positions in all (a reply token, a frame, a short turn; or
+several wearers' frames packed by model/batched.py), CPU inference, an int8 LLM
 (``quantize: int8``) whose decoder layers are all plain Llama layers — ``Int8Linear`` projections
 without bias, SiLU, RMSNorm — with the native kernel built, and a cache of ``GrowingLayer``s
-(model/kv_cache.py) already holding the stream. ``plan`` says whether it applies; otherwise the
+(model/kv_cache.py) already holding each stream. ``plan`` says whether it applies; otherwise the
 lean forward serves, with the same results up to float rounding (the test compares them).
 ``PROASSIST_INT8_KERNEL=torch`` turns it off with the native kernel, ``enable(False)`` alone.
+
+Threads: the plan (the weights' addresses) is built once and only read; every call builds its own
+table of cache buffers. ctypes releases the GIL during the call, so a summary in the background
+(engine/summary_job.py) and the next frame's decision run at once, each on its own cache. (A
+first version kept one shared table and rewrote it per call: under background IPS two calls
+wrote into each other's caches and corrupted the heap; a test now runs two streams in threads.)
 """
 
 from __future__ import annotations
@@ -32,17 +38,21 @@ _ATTR = "_proassist_fused_plan"  # the plan, kept on the LLM module (built once 
 _enabled = [True]
 
 
-class _Layer(ctypes.Structure):
-    """``proassist_layer`` of csrc/decode_layer.c."""
+class _Weights(ctypes.Structure):
+    """``proassist_weights`` of csrc/decode_layer.c: one layer's norms and int8 projections."""
 
     _fields_ = [("ln1", ctypes.c_void_p), ("ln2", ctypes.c_void_p),
-                ("w", ctypes.c_void_p * 7), ("s", ctypes.c_void_p * 7),
-                ("kbuf", ctypes.c_void_p), ("vbuf", ctypes.c_void_p),
-                ("cap", ctypes.c_int64), ("n", ctypes.c_int64)]
+                ("w", ctypes.c_void_p * 7), ("s", ctypes.c_void_p * 7)]
+
+
+class _KV(ctypes.Structure):
+    """``proassist_kv``: one stream's cache buffers of one layer."""
+
+    _fields_ = [("kbuf", ctypes.c_void_p), ("vbuf", ctypes.c_void_p), ("cap", ctypes.c_int64), ("n", ctypes.c_int64)]
 
 
 class _Plan:
-    """The weights' addresses per layer and the model's shapes, for every token of this LLM."""
+    """The weights' addresses per layer and the model's shapes, for every call with this LLM."""
 
     def __init__(self, llm) -> None:
         cfg, layers = llm.config, llm.model.layers
@@ -50,9 +60,9 @@ class _Plan:
         self.dims = (cfg.hidden_size, cfg.num_attention_heads, cfg.num_key_value_heads, attn.head_dim,
                      cfg.intermediate_size)
         self.eps, self.scaling = float(layers[0].input_layernorm.variance_epsilon), float(attn.scaling)
-        self.structs = (_Layer * len(layers))()
-        self.address = ctypes.addressof(self.structs)
-        for st, layer in zip(self.structs, layers):
+        self.weights = (_Weights * len(layers))()
+        self.address = ctypes.addressof(self.weights)
+        for st, layer in zip(self.weights, layers):
             mods = [_projection(layer, name) for name in PROJECTIONS]
             st.ln1 = layer.input_layernorm.weight.data_ptr()
             st.ln2 = layer.post_attention_layernorm.weight.data_ptr()
@@ -98,32 +108,45 @@ def plan(llm) -> _Plan | None:
     return got or None
 
 
-def rows(llm, p: _Plan, embeds: torch.Tensor, cache, positions: torch.Tensor) -> torch.Tensor | None:
-    """The last hidden states before the final norm, (1, T, D), of a chunk of one stream: embeds
-    (1, T, D) with T ≤ ``MAX_ROWS``, positions (1, T); its keys and values are written into
-    ``cache``. None (nothing changed) when the cache is not one the C routine can append to."""
-    d, h, hkv, hd, inter = p.dims
-    t = embeds.shape[1]
-    bufs = []
-    for layer in cache.layers:
-        if type(layer) is not GrowingLayer or not layer.is_initialized:
-            return None
-        kb, vb = layer._k.reserve(t), layer._v.reserve(t)
-        if kb is None or vb is None or kb.dtype != torch.float32 or kb.shape != vb.shape \
-                or kb.shape[0] != 1 or kb.shape[1] != hkv or kb.shape[-1] != hd or layer._k.n != layer._v.n:
-            return None
-        bufs.append((kb, vb, layer._k.n))
-    if len(bufs) != len(p.structs):
+def _buffers(layer, t: int, hkv: int, hd: int) -> tuple[torch.Tensor, torch.Tensor, int] | None:
+    """A cache layer's key and value buffers with room for ``t`` more positions, and its length;
+    None when it is not a layer the C routine can append to."""
+    if type(layer) is not GrowingLayer or not layer.is_initialized or layer._k.n != layer._v.n:
         return None
-    for st, (kb, vb, n) in zip(p.structs, bufs):
-        st.kbuf, st.vbuf, st.cap, st.n = kb.data_ptr(), vb.data_ptr(), kb.shape[-2], n
-    cos, sin = (c.reshape(t, hd).contiguous() for c in llm.model.rotary_emb(embeds, positions))  # (T, hd) each
+    kb, vb = layer._k.reserve(t), layer._v.reserve(t)
+    if kb is None or vb is None or kb.dtype != torch.float32 or kb.shape != vb.shape or kb.shape[0] != 1 \
+            or kb.shape[1] != hkv or kb.shape[-1] != hd:
+        return None
+    return kb, vb, layer._k.n
+
+
+def rows(llm, p: _Plan, embeds: torch.Tensor, caches: list, lens: list[int],
+         positions: torch.Tensor) -> torch.Tensor | None:
+    """The last hidden states before the final norm, (1, ΣT, D), of the chunks of one or more
+    streams packed along the sequence (as ``decode.hidden`` takes them): embeds (1, ΣT, D) with
+    ΣT ≤ ``MAX_ROWS``, chunk ``i`` being the next ``lens[i]`` rows, appended to ``caches[i]``;
+    positions (1, ΣT). None (nothing changed) when a cache is not one the C routine can append to."""
+    d, h, hkv, hd, inter = p.dims
+    t, n_layers = embeds.shape[1], len(p.weights)
+    kv = (_KV * (len(caches) * n_layers))()
+    for s, (cache, n_rows) in enumerate(zip(caches, lens)):
+        if len(cache.layers) != n_layers:
+            return None
+        for i, layer in enumerate(cache.layers):
+            got = _buffers(layer, n_rows, hkv, hd)
+            if got is None:
+                return None
+            kb, vb, n = got
+            kv[s * n_layers + i] = _KV(kb.data_ptr(), vb.data_ptr(), kb.shape[-2], n)
+    cos, sin = (c.reshape(t, hd).contiguous() for c in llm.model.rotary_emb(embeds, positions))  # (ΣT, hd) each
     x = embeds.reshape(t, d).contiguous().clone()  # the C routine updates it in place
+    counts = (ctypes.c_int64 * len(lens))(*lens)
     fn = int8_kernel.decode_rows_fn()
-    if fn(x.data_ptr(), t, p.address, len(p.structs), d, h, hkv, hd, inter, p.eps, p.scaling, cos.data_ptr(),
-          sin.data_ptr()):
+    if fn(x.data_ptr(), t, p.address, n_layers, ctypes.addressof(kv), len(caches), ctypes.addressof(counts), d, h,
+          hkv, hd, inter, p.eps, p.scaling, cos.data_ptr(), sin.data_ptr()):
         raise MemoryError("fused decode: could not allocate its scratch buffer")
-    for layer in cache.layers:
-        layer._k.n += t
-        layer._v.n += t
+    for cache, n_rows in zip(caches, lens):
+        for layer in cache.layers:
+            layer._k.n += n_rows
+            layer._v.n += n_rows
     return x.view(1, t, d)

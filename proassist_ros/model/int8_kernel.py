@@ -92,8 +92,8 @@ def _load() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]:
     fn.argtypes = [p, i64, i64, p, i64, p, p, p]  # x, M, K, w, N, scale, bias, y
     fn.restype = ctypes.c_int
     rows = lib.proassist_decode_rows  # model/fused_decode.py
-    # x, M, layers, n_layers, D, H, Hkv, hd, I, eps, scaling, cos, sin
-    rows.argtypes = [p, i64, p, i64, i64, i64, i64, i64, i64, f32, f32, p, p]
+    # x, M, weights, n_layers, kv, S, rows, D, H, Hkv, hd, I, eps, scaling, cos, sin
+    rows.argtypes = [p, i64, p, i64, p, i64, p, i64, i64, i64, i64, i64, f32, f32, p, p]
     rows.restype = ctypes.c_int
     return fn, rows
 

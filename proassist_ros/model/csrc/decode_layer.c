@@ -1,4 +1,5 @@
-/* A short chunk (a reply token, a frame) through every Llama decoder layer, int8 weights, in one call.
+/* Short chunks (a reply token, a frame; one stream's or several wearers') through every Llama
+ * decoder layer, int8 weights, in one call.
  *
  * Why (docs/performance.md "Fused decode"): after the int8 kernel, a reply token on CPU spent
  * about as long between the products as in them: per layer two RMSNorms, RoPE, the cache append,
@@ -9,9 +10,9 @@
  * The arithmetic is transformers' LlamaDecoderLayer at one position, in the same order:
  *   h = RMSNorm(x) * ln1;  q, k, v = h Wq, h Wk, h Wv;  RoPE(q, k) with the position's cos/sin;
  *   k, v appended to the cache at position n;  o = softmax(q K^T * scaling) V  (all n + 1 positions);
- *   (a chunk of M rows: rows at positions n .. n+M-1, each products' weights read once for all rows,
- *   row m attending to the n + m + 1 positions up to itself)
  *   x += o Wo;  h = RMSNorm(x) * ln2;  x += (silu(h Wg) * (h Wu)) Wd
+ *   (M rows: each product's weights are read once for all rows; the rows of a stream's chunk sit at
+ *   positions n .. n+T-1 of its cache, and row j attends to the n + j + 1 positions up to itself)
  * with each product as in proassist_int8_linear (int16 activation row, one scale per row). Sums
  * run in another order than torch's, so results agree to float rounding, not bit for bit
  * (test/test_model_streaming.py compares them).
@@ -28,9 +29,12 @@ typedef struct {
   const float *ln1, *ln2;        /* (D,) RMSNorm weights before attention and before the MLP */
   const int8_t *w[N_PROJ];       /* q (H*hd, D), k, v (Hkv*hd, D), o (D, H*hd), gate, up (I, D), down (D, I) */
   const float *s[N_PROJ];        /* their per-row scales */
-  float *kbuf, *vbuf;            /* (Hkv, cap, hd) each: the layer's cache buffers */
-  int64_t cap, n;                /* capacity and filled positions; this token is written at n */
-} proassist_layer;
+} proassist_weights;
+
+typedef struct {
+  float *kbuf, *vbuf;            /* (Hkv, cap, hd) each: one stream's cache buffers of one layer */
+  int64_t cap, n;                /* capacity and filled positions; the stream's chunk is written from n */
+} proassist_kv;
 
 static void rmsnorm(const float *x, const float *w, int64_t D, float eps, float *out) {
   double ss = 0.0;
@@ -128,24 +132,31 @@ static void attend(const float *q, const float *kbuf, const float *vbuf, int64_t
   }
 }
 
-/* x (M, D): the chunk's embeddings in, its last hidden states (before the final norm) out; the
- * M positions follow the n cached ones, causal within the chunk. cos, sin (M, hd): the positions'
- * rotary tables. Returns 0, or 1 when scratch cannot be allocated. */
-int proassist_decode_rows(float *x, int64_t M, const proassist_layer *layers, int64_t n_layers, int64_t D,
-                          int64_t H, int64_t Hkv, int64_t hd, int64_t I, float eps, float scaling, const float *cos,
+/* x (M, D): the chunks' embeddings in, their last hidden states (before the final norm) out.
+ * S streams' chunks are packed along the rows: stream s owns the next rows[s] rows, which follow
+ * its n cached positions, causal within the chunk; kv[s * n_layers + i] is its cache of layer i.
+ * cos, sin (M, hd): the rows' rotary tables. Returns 0, or 1 when scratch cannot be allocated. */
+int proassist_decode_rows(float *x, int64_t M, const proassist_weights *layers, int64_t n_layers,
+                          const proassist_kv *kv, int64_t S, const int64_t *rows, int64_t D, int64_t H,
+                          int64_t Hkv, int64_t hd, int64_t I, float eps, float scaling, const float *cos,
                           const float *sin) {
   int64_t maxL = 1, qd = H * hd, kd = Hkv * hd;
-  for (int64_t i = 0; i < n_layers; ++i) maxL = layers[i].n + M > maxL ? layers[i].n + M : maxL;
+  for (int64_t s = 0; s < S; ++s)
+    for (int64_t i = 0; i < n_layers; ++i)
+      maxL = kv[s * n_layers + i].n + rows[s] > maxL ? kv[s * n_layers + i].n + rows[s] : maxL;
   int64_t widest = D > I ? D : I;
   widest = widest > qd ? widest : qd;
   float *f = (float *)malloc(sizeof(float) * (size_t)(M * (D + 2 * qd + 2 * kd + 2 * I + D + 1) + maxL));
   int16_t *xq = (int16_t *)malloc(sizeof(int16_t) * (size_t)(M * widest + 16));
-  if (!f || !xq) { free(f); free(xq); return 1; }
+  int64_t *stream = (int64_t *)malloc(sizeof(int64_t) * (size_t)(2 * M + 1)), *offset = stream + M;
+  if (!f || !xq || !stream) { free(f); free(xq); free(stream); return 1; }
+  for (int64_t s = 0, m = 0; s < S; ++s)
+    for (int64_t j = 0; j < rows[s] && m < M; ++j, ++m) { stream[m] = s; offset[m] = j; }
   float *h = f, *q = h + M * D, *k = q + M * qd, *v = k + M * kd, *o = v + M * kd, *g = o + M * qd, *u = g + M * I,
         *y = u + M * I, *xs = y + M * D, *p = xs + M;
 #define QUANTIZE(src, K) for (int64_t m = 0; m < M; ++m) quantize_row((src) + m * (K), K, xq + m * (K), xs + m)
   for (int64_t i = 0; i < n_layers; ++i) {
-    const proassist_layer *ly = layers + i;
+    const proassist_weights *ly = layers + i;
     for (int64_t m = 0; m < M; ++m) rmsnorm(x + m * D, ly->ln1, D, eps, h + m * D);
     QUANTIZE(h, D);  /* one quantized row serves q, k and v */
     int8_rows(xq, xs, M, D, ly->w[WQ], qd, ly->s[WQ], NULL, q);
@@ -153,15 +164,19 @@ int proassist_decode_rows(float *x, int64_t M, const proassist_layer *layers, in
     int8_rows(xq, xs, M, D, ly->w[WV], kd, ly->s[WV], NULL, v);
     for (int64_t m = 0; m < M; ++m) {
       const float *c = cos + m * hd, *sn = sin + m * hd;
+      const proassist_kv *cv = kv + stream[m] * n_layers + i;
+      int64_t pos = cv->n + offset[m];
       for (int64_t hh = 0; hh < H; ++hh) rope(q + m * qd + hh * hd, c, sn, hd);
       for (int64_t hh = 0; hh < Hkv; ++hh) {
         rope(k + m * kd + hh * hd, c, sn, hd);
-        memcpy(ly->kbuf + (hh * ly->cap + ly->n + m) * hd, k + m * kd + hh * hd, sizeof(float) * (size_t)hd);
-        memcpy(ly->vbuf + (hh * ly->cap + ly->n + m) * hd, v + m * kd + hh * hd, sizeof(float) * (size_t)hd);
+        memcpy(cv->kbuf + (hh * cv->cap + pos) * hd, k + m * kd + hh * hd, sizeof(float) * (size_t)hd);
+        memcpy(cv->vbuf + (hh * cv->cap + pos) * hd, v + m * kd + hh * hd, sizeof(float) * (size_t)hd);
       }
     }
-    for (int64_t m = 0; m < M; ++m)  /* position n + m sees the n cached ones and the chunk up to itself */
-      attend(q + m * qd, ly->kbuf, ly->vbuf, ly->cap, ly->n + m + 1, H, Hkv, hd, scaling, p, o + m * qd);
+    for (int64_t m = 0; m < M; ++m) {  /* a row sees its stream's cached positions and its chunk up to itself */
+      const proassist_kv *cv = kv + stream[m] * n_layers + i;
+      attend(q + m * qd, cv->kbuf, cv->vbuf, cv->cap, cv->n + offset[m] + 1, H, Hkv, hd, scaling, p, o + m * qd);
+    }
     QUANTIZE(o, qd);
     int8_rows(xq, xs, M, qd, ly->w[WO], D, ly->s[WO], NULL, y);
     for (int64_t j = 0; j < M * D; ++j) x[j] += y[j];
@@ -175,6 +190,6 @@ int proassist_decode_rows(float *x, int64_t M, const proassist_layer *layers, in
     for (int64_t j = 0; j < M * D; ++j) x[j] += y[j];
   }
 #undef QUANTIZE
-  free(f); free(xq);
+  free(f); free(xq); free(stream);
   return 0;
 }
