@@ -4,7 +4,8 @@ Each function measures one group of keys on the model it is given and returns pl
 
 - ``realtime_factors``: frames per second ÷ 2 for silent frames at ~100 and ~1000 tokens of
   context and for frames that speak (vision + LLM, ``AssistantSession.push_frame``);
-- ``reply_ms_per_token``: one greedy reply token on a KV cache of ``ctx`` tokens;
+- ``reply_ms_per_token``: one greedy reply token on a KV cache of ``ctx`` tokens (the keys: medians
+  of rounds that alternate the models, ``reply_ms_per_token_models``);
 - ``kv_speedup``: one frame chunk appended to a cache of N tokens against recomputing all N;
 - ``hour_stream``: a long stream with IPS cycling at a small context limit: step time p95 and
   RSS of the last window against the first (also the memory plot's data);
@@ -139,28 +140,44 @@ def batched_throughput(model, defaults: Mapping[str, Any], frames: list[np.ndarr
 
 
 @torch.no_grad()
+def _alternating(setups: Mapping[str, tuple[Any, Any]], ctx: int, n_tokens: int, rounds: int) -> dict:
+    """``reply_ms_per_token`` for each setup (label → (switch, model); ``switch()`` runs first and
+    returns False to skip the setup), in alternating rounds so that a slow minute of a shared
+    machine hits every setup: {label: {…the round-median run…, "rounds_ms": [each round's]}}."""
+    per: dict[str, list[dict]] = {}
+    for _ in range(rounds):
+        for label, (switch, model) in setups.items():
+            if switch() is not False:
+                per.setdefault(label, []).append(reply_ms_per_token(model, ctx, n_tokens))
+    out = {}
+    for label, runs in per.items():
+        ms = [r["ms_per_token"] for r in runs]
+        out[label] = {**runs[int(np.argsort(ms)[len(ms) // 2])], "rounds_ms": ms}
+    return out
+
+
+def reply_ms_per_token_models(fp32_model, int8_model, ctx: int, n_tokens: int, rounds: int = 3) -> dict:
+    """``reply_ms_per_token`` of fp32 and int8 (its default kernel) in alternating rounds: the
+    keys ``reply_ms_per_token_fp32`` / ``_int8`` are the round-medians."""
+    return _alternating({"fp32": (lambda: None, fp32_model), "int8": (lambda: None, int8_model)}, ctx, n_tokens,
+                        rounds)
+
+
 def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int, rounds: int = 3) -> dict:
     """``reply_ms_per_token`` of the int8 model with each int8 kernel this machine has, in one
-    process, in alternating rounds so that a slow minute of a shared machine hits both (the A/B of
-    docs/performance.md "int8 kernel"): {"native": …, "torch": …}, each the round-median, with the
-    rounds' medians in ``rounds_ms``."""
+    process, in alternating rounds (the A/B of docs/performance.md "int8 kernel"):
+    {"native": …, "torch": …}."""
     from proassist_ros.model import int8_kernel
 
-    per: dict[str, list[dict]] = {}
+    def switch(kernel: str):
+        int8_kernel.use(kernel)
+        return kernel == "torch" or int8_kernel.available()
+
     try:
-        for _ in range(rounds):
-            for kernel in ("native", "torch"):
-                int8_kernel.use(kernel)
-                if kernel == "native" and not int8_kernel.available():
-                    continue
-                per.setdefault(kernel, []).append(reply_ms_per_token(int8_model, ctx, n_tokens))
+        return _alternating({k: (lambda k=k: switch(k), int8_model) for k in ("native", "torch")}, ctx, n_tokens,
+                            rounds)
     finally:
         int8_kernel.use("native")
-    out = {}
-    for kernel, runs in per.items():
-        ms = [r["ms_per_token"] for r in runs]
-        out[kernel] = {**runs[int(np.argsort(ms)[len(ms) // 2])], "rounds_ms": ms}
-    return out
 
 
 @torch.no_grad()

@@ -104,9 +104,9 @@ def collect(model, int8_model, spec: str, defaults: Mapping[str, Any], args, hou
     res.update(bk.realtime_factors(int8_model, defaults, frames, sz["silent_frames"], sz["speaking_frames"], 40))
     res["realtime_fp32"] = bk.realtime_factors(model, defaults, frames, sz["silent_frames"], sz["speaking_frames"], 40)
     stage("reply ms per token (fp32, int8)")
-    tok = {q: bk.reply_ms_per_token(m, 800, sz["reply_tokens"]) for q, m in (("fp32", model), ("int8", int8_model))}
-    tok["int8_by_kernel"] = bk.reply_ms_per_token_by_kernel(int8_model, 800, sz["reply_tokens"],
-                                                            rounds=1 if args.quick else 3)
+    rounds = 1 if args.quick else 3  # alternating rounds, the keys are round-medians (a shared machine drifts)
+    tok = bk.reply_ms_per_token_models(model, int8_model, 800, sz["reply_tokens"], rounds)
+    tok["int8_by_kernel"] = bk.reply_ms_per_token_by_kernel(int8_model, 800, sz["reply_tokens"], rounds)
     res.update(reply_ms_per_token_fp32=tok["fp32"]["ms_per_token"], reply_ms_per_token_int8=tok["int8"]["ms_per_token"],
                reply_tokens=tok)
     stage("KV cache speed-up")
