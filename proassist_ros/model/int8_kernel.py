@@ -174,6 +174,6 @@ def linear(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, bias: to
 if __name__ == "__main__":  # `python -m proassist_ros.model.int8_kernel`: build now (make setup)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if available():
-        print(f"int8 kernel ready: {library_dir() / LIBRARY}")
+        print(f"int8 kernel and fused decode ready: {library_dir() / LIBRARY}")
     else:
         print(f"int8 kernel not built ({why_unavailable()}); int8 uses torch's packed kernel")
