@@ -11,7 +11,7 @@ under a mask), the model's own projections (int8, LoRA-merged or plain) and head
 A test compares logits and cache with transformers' forward, chunk by chunk.
 
 Used by ``streaming.forward_chunk`` (one stream) and ``batched.forward_chunks_batched`` (several
-streams, with their padding mask) when ``supported`` says so: inference (no autograd), fp32 on
+streams' chunks packed along the sequence) when ``supported`` says so: inference (no autograd), fp32 on
 CPU, a plain ``LlamaForCausalLM`` without forward hooks. Anything else (training, a GPU in half
 precision, another architecture, a hooked LLM) keeps transformers' forward.
 """
@@ -100,7 +100,7 @@ def forward(llm: LlamaForCausalLM, embeds: torch.Tensor, cache, positions: torch
 
 def logits(llm, embeds: torch.Tensor, cache, positions: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
     """The chunk's logits (1, K or T, V) by the path inference takes: this module's (and for a
-    reply token of an int8 LLM, model/fused_decode.py's) where ``supported``, else transformers'
+    short chunk of an int8 LLM, model/fused_decode.py's) where ``supported``, else transformers'
     forward. ``streaming.forward_chunk`` and eval/agreement.py's shadow model both call this, so
     the agreement measures what the node runs."""
     if supported(llm, embeds):

@@ -62,12 +62,15 @@ class _Plan:
         self.eps, self.scaling = float(layers[0].input_layernorm.variance_epsilon), float(attn.scaling)
         self.weights = (_Weights * len(layers))()
         self.address = ctypes.addressof(self.weights)
+        self.tensors: list[torch.Tensor] = []  # every tensor whose address is in the table, kept alive with it
         for st, layer in zip(self.weights, layers):
             mods = [_projection(layer, name) for name in PROJECTIONS]
-            st.ln1 = layer.input_layernorm.weight.data_ptr()
-            st.ln2 = layer.post_attention_layernorm.weight.data_ptr()
+            norms = (layer.input_layernorm.weight, layer.post_attention_layernorm.weight)
+            st.ln1, st.ln2 = (w.data_ptr() for w in norms)
+            self.tensors.extend(norms)
             for j, m in enumerate(mods):
                 st.w[j], st.s[j] = m.qweight.data_ptr(), m.scale.data_ptr()
+                self.tensors.extend((m.qweight, m.scale))
 
 
 def _projection(layer, name: str):
