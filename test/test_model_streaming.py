@@ -446,16 +446,58 @@ def test_fused_decode_equals_lean_forward(monkeypatch):
         assert torch.allclose(la.keys, lb.keys, atol=1e-4) and torch.allclose(la.values, lb.values, atol=1e-4)
 
 
-def test_fused_decode_is_thread_safe():
-    """Two streams decoding at once in two threads (as a background IPS summary and the next
-    frame's decision do) each get exactly what they get alone: the C routine releases the GIL and
-    each call has its own table of cache buffers."""
+def test_native_products_are_bit_identical_with_helper_threads():
+    """csrc/row_pool.c shares a product's weight rows out among helper threads: any number of
+    threads gives the one-thread result bit for bit (shapes with ragged last blocks, several
+    activation rows), also while another thread runs products at the same time (it computes on its
+    own, the helpers being taken)."""
     import threading
 
-    from proassist_ros.model import decode
+    from proassist_ros.model import int8_kernel
+
+    assert int8_kernel.available(), int8_kernel.why_unavailable()
+    g = torch.Generator().manual_seed(1)
+    cases = [(m, torch.randn(m, k, generator=g), torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8),
+              torch.rand(n, generator=g) / 50) for m, n, k in [(1, 4099, 96), (3, 2050, 256), (5, 1001, 640)]]
+    before = int8_kernel.threads()
+    try:
+        int8_kernel.set_threads(1)
+        alone = [int8_kernel.linear(x, w, s, None) for _, x, w, s in cases]
+        for (_, x, w, s), y in zip(cases, alone):  # every row computed once, in its place
+            ref = x.double() @ (w.double() * s.double()[:, None]).T
+            assert torch.allclose(y.double(), ref, rtol=0, atol=2e-3 * float(ref.abs().max()))
+        for n in (2, 3):
+            int8_kernel.set_threads(n)
+            assert all(torch.equal(int8_kernel.linear(x, w, s, None), y) for (_, x, w, s), y in zip(cases, alone))
+        out: dict[int, list] = {0: [], 1: []}
+
+        def run(k: int) -> None:
+            for _ in range(30):
+                out[k].extend(int8_kernel.linear(x, w, s, None) for _, x, w, s in cases)
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert all(torch.equal(y, alone[i % 3]) for k in range(2) for i, y in enumerate(out[k]))
+    finally:
+        int8_kernel.set_threads(before)
+
+
+@pytest.mark.parametrize("helpers", [1, 2])
+def test_fused_decode_is_thread_safe(helpers):
+    """Two streams decoding at once in two threads (as a background IPS summary and the next
+    frame's decision do) each get exactly what they get alone: the C routine releases the GIL and
+    each call has its own table of cache buffers. With helper threads (row_pool.c: the attention
+    heads are shared out), results are also those of one thread, bit for bit."""
+    import threading
+
+    from proassist_ros.model import decode, int8_kernel
     from proassist_ros.model.kv_cache import new_kv_cache
 
     model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=3, quantize="int8")
+    before = int8_kernel.threads()
 
     def run(seed: int, out: list) -> None:
         g = torch.Generator().manual_seed(seed)
@@ -466,15 +508,23 @@ def test_fused_decode_is_thread_safe():
                 emb = model.embed_tokens(ids[a:b], None)[None]
                 out.append(decode.forward(model.llm, emb, cache, torch.arange(a, b)[None])[0, -1])
 
-    alone = [[], []]
-    for k in range(2):
-        run(k, alone[k])
-    together = [[], []]
-    threads = [threading.Thread(target=run, args=(k, together[k])) for k in range(2)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    try:
+        int8_kernel.set_threads(1)
+        alone = [[], []]
+        for k in range(2):
+            run(k, alone[k])
+        int8_kernel.set_threads(helpers)
+        together = [[], []]
+        threads = [threading.Thread(target=run, args=(k, together[k])) for k in range(2)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        helped = []
+        run(0, helped)
+    finally:
+        int8_kernel.set_threads(before)
     for k in range(2):
         assert len(together[k]) == len(alone[k]) == 261
         assert all(torch.equal(x, y) for x, y in zip(together[k], alone[k])), k
+    assert all(torch.equal(x, y) for x, y in zip(helped, alone[0]))

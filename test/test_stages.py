@@ -11,7 +11,12 @@ import pytest
 
 from proassist_ros.runtime.health import StatsSnapshot, StreamCounters, assess, key_values, snapshot
 from proassist_ros.runtime.stages import STAGES, StageTimes, StageWindow, from_session
-from proassist_ros.runtime.threads import OMP_WAIT_POLICY, apply_torch_threads, resolve_threads
+from proassist_ros.runtime.threads import (
+    OMP_WAIT_POLICY,
+    apply_torch_threads,
+    resolve_native_threads,
+    resolve_threads,
+)
 
 
 def _result(**timings: float) -> SimpleNamespace:
@@ -79,14 +84,25 @@ def test_torch_threads_auto_leaves_a_core_to_ros(requested, cores, expected):
     assert resolve_threads(requested, cores) == expected
 
 
-def test_apply_torch_threads_sets_torch():
+@pytest.mark.parametrize(("requested", "cores", "expected"), [(0, 2, 2), (0, 1, 1), (0, 16, 4), (3, 2, 3),
+                                                              (1, 64, 1)])
+def test_native_threads_auto_uses_the_cores(requested, cores, expected):
+    assert resolve_native_threads(requested, cores) == expected
+
+
+def test_apply_torch_threads_sets_torch_and_the_native_products():
     import torch
 
-    before = torch.get_num_threads()
+    from proassist_ros.model import int8_kernel
+
+    before, native = torch.get_num_threads(), int8_kernel.threads()
     try:
-        assert apply_torch_threads(1) == 1 and torch.get_num_threads() == 1
+        assert apply_torch_threads(1) == 1 and torch.get_num_threads() == 1 and int8_kernel.threads() == 1
+        apply_torch_threads(3)
+        assert int8_kernel.threads() == 3
     finally:
         torch.set_num_threads(before)
+        int8_kernel.set_threads(native)
 
 
 @pytest.mark.parametrize(("env", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])

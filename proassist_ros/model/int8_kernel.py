@@ -38,11 +38,12 @@ log = logging.getLogger(__name__)
 KERNEL_ENV = "PROASSIST_INT8_KERNEL"  # "native" (default) | "torch"
 CSRC = Path(__file__).with_name("csrc")
 SOURCE = CSRC / "decode_layer.c"  # one translation unit: it includes int8_gemv.c
-SOURCES = (SOURCE, CSRC / "int8_gemv.c")
+SOURCES = (SOURCE, CSRC / "int8_gemv.c", CSRC / "row_pool.c")
 LIBRARY = "libproassist_int8.so"
 _FLAG_SETS = (("-O3", "-march=native"), ("-O3",))  # the second for compilers without -march=native
 
 _state: dict = {}  # "fn": the ctypes function or None, "why": the reason it is None
+_threads = [1]    # threads of the native products (set_threads), applied when the library loads
 
 
 def _compiler() -> list[str] | None:
@@ -77,7 +78,7 @@ def _build(tmp: Path) -> None:
         raise RuntimeError("no C compiler found ($CC, cc or gcc)")
     errors = []
     for flags in _FLAG_SETS:
-        cmd = [*cc, *flags, "-shared", "-fPIC", str(SOURCE), "-o", str(tmp / LIBRARY), "-lm"]
+        cmd = [*cc, *flags, "-shared", "-fPIC", str(SOURCE), "-o", str(tmp / LIBRARY), "-lm", "-pthread"]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode == 0:
             return
@@ -95,6 +96,10 @@ def _load() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr]:
     # x, M, weights, n_layers, kv, S, rows, D, H, Hkv, hd, I, eps, scaling, cos, sin
     rows.argtypes = [p, i64, p, i64, p, i64, p, i64, i64, i64, i64, i64, f32, f32, p, p]
     rows.restype = ctypes.c_int
+    lib.proassist_set_threads.argtypes = [ctypes.c_int]
+    lib.proassist_set_threads.restype = ctypes.c_int
+    lib.proassist_set_threads(_threads[0])
+    _state["set_threads"] = lib.proassist_set_threads
     return fn, rows
 
 
@@ -144,6 +149,20 @@ def use(choice: str) -> None:
     at start-up: the benchmark's A/B of the two kernels in one run."""
     os.environ[KERNEL_ENV] = choice
     _state.clear()
+
+
+def set_threads(n: int) -> int:
+    """Threads of the native products, the caller included (csrc/row_pool.c; 1 = the calling
+    thread alone, the default). Helpers only take blocks they can start, so a busy core never
+    stalls a product, and results are bit-identical for any number. Returns the number set."""
+    _threads[0] = max(1, min(int(n), 8))
+    if _state.get("set_threads") is not None:
+        _state["set_threads"](_threads[0])
+    return _threads[0]
+
+
+def threads() -> int:
+    return _threads[0]
 
 
 def decode_rows_fn() -> ctypes._CFuncPtr | None:

@@ -10,6 +10,11 @@ one intra-op thread: every OpenMP barrier waits for a thread the scheduler has p
   when it loads): idle OpenMP threads sleep instead of spinning on the core others need.
 - ``torch_threads`` (a node parameter) sets the intra-op threads; 0 = auto = the usable cores
   minus one, kept for the ROS side of the process (at least 1).
+- The same parameter sets the threads of the native int8 products (model/csrc/row_pool.c), with
+  another auto: every usable core (at most 4). Those helpers only take work they can start at
+  once, so a core the scheduler gives to DDS or TTS never stalls a product: the worst case is the
+  one-thread speed, and a reply token is decoded ~1.4× faster when the other core is free
+  (docs/performance.md "Two cores for a reply").
 
 A user's own ``OMP_WAIT_POLICY`` in the environment always wins.
 """
@@ -48,11 +53,25 @@ def resolve_threads(requested: int, cores: int | None = None) -> int:
     return max(1, (cores if cores is not None else usable_cores()) - 1)
 
 
+NATIVE_MAX_AUTO = 4  # more helper threads than this only wait for memory on a CPU decoder
+
+
+def resolve_native_threads(requested: int, cores: int | None = None) -> int:
+    """Threads of the native int8 products: ``requested`` if > 0, else every usable core (≤ 4)."""
+    if requested > 0:
+        return requested
+    return max(1, min(NATIVE_MAX_AUTO, cores if cores is not None else usable_cores()))
+
+
 def apply_torch_threads(requested: int) -> int:
-    """Set torch's intra-op threads from the ``torch_threads`` parameter; returns the number set."""
+    """Set torch's intra-op threads and the native products' threads from the ``torch_threads``
+    parameter; returns torch's number."""
     import torch
+
+    from proassist_ros.model import int8_kernel
 
     n = resolve_threads(requested)
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    int8_kernel.set_threads(resolve_native_threads(requested))
     return n

@@ -4,8 +4,8 @@
  * Why (docs/performance.md "Fused decode"): after the int8 kernel, a reply token on CPU spent
  * about as long between the products as in them: per layer two RMSNorms, RoPE, the cache append,
  * SDPA over the cache, SiLU, residual adds, views and ~13 Python calls, each op a few µs. Here a
- * layer is the products and a few loops over 576 floats, and the attention reads each cached key
- * and value once for the query heads that share it (grouped-query attention).
+ * layer is the products and a few loops over 576 floats, and each query head's attention reads its
+ * kv head's cached keys and values (grouped-query attention).
  *
  * The arithmetic is transformers' LlamaDecoderLayer at one position, in the same order:
  *   h = RMSNorm(x) * ln1;  q, k, v = h Wq, h Wk, h Wv;  RoPE(q, k) with the position's cos/sin;
@@ -93,43 +93,56 @@ static float dot(const float *a, const float *b, int64_t n) {
   return s;
 }
 
-/* Grouped-query attention of one position over L cached positions. q (H, hd) → o (H, hd).
- * Query heads g*rep .. g*rep+rep-1 share kv head g (transformers' repeat_kv); their keys and
- * values are read while still in cache. p: L floats of scratch. */
-static void attend(const float *q, const float *kbuf, const float *vbuf, int64_t cap, int64_t L, int64_t H,
-                   int64_t Hkv, int64_t hd, float scaling, float *p, float *o) {
+/* Attention of query head hq of one position over L cached positions: q (H, hd) → o (H, hd).
+ * Query heads g*rep .. g*rep+rep-1 share kv head g (transformers' repeat_kv). p: L floats of
+ * scratch. */
+static void attend_head(const float *q, const float *kbuf, const float *vbuf, int64_t cap, int64_t L, int64_t H,
+                        int64_t Hkv, int64_t hd, int64_t hq, float scaling, float *p, float *o) {
   int64_t rep = H / Hkv;
-  for (int64_t hq = 0; hq < H; ++hq) {
-    const float *K = kbuf + (hq / rep) * cap * hd, *V = vbuf + (hq / rep) * cap * hd, *qh = q + hq * hd;
-    float *oh = o + hq * hd, mx = -INFINITY, sum = 0.f;
-    int64_t l = 0;
+  const float *K = kbuf + (hq / rep) * cap * hd, *V = vbuf + (hq / rep) * cap * hd, *qh = q + hq * hd;
+  float *oh = o + hq * hd, mx = -INFINITY, sum = 0.f;
+  int64_t l = 0;
 #ifdef __AVX2__
-    if (hd % 8 == 0)
-      for (; l + 4 <= L; l += 4) dot4(qh, K + l * hd, hd, p + l);
+  if (hd % 8 == 0)
+    for (; l + 4 <= L; l += 4) dot4(qh, K + l * hd, hd, p + l);
 #endif
-    for (; l < L; ++l) p[l] = dot(qh, K + l * hd, hd);
-    for (l = 0; l < L; ++l) { p[l] *= scaling; mx = p[l] > mx ? p[l] : mx; }
-    l = 0;
+  for (; l < L; ++l) p[l] = dot(qh, K + l * hd, hd);
+  for (l = 0; l < L; ++l) { p[l] *= scaling; mx = p[l] > mx ? p[l] : mx; }
+  l = 0;
 #ifdef __AVX2__
-    __m256 m8 = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
-    for (; l + 8 <= L; l += 8) {
-      __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(p + l), m8));
-      _mm256_storeu_ps(p + l, e);
-      s8 = _mm256_add_ps(s8, e);
-    }
-    float part[8];
-    _mm256_storeu_ps(part, s8);
-    for (int j = 0; j < 8; ++j) sum += part[j];
-#endif
-    for (; l < L; ++l) { p[l] = expf(p[l] - mx); sum += p[l]; }
-    float inv = 1.f / sum;
-    for (int64_t d = 0; d < hd; ++d) oh[d] = 0.f;
-    for (l = 0; l < L; ++l) {  /* vectorised by the compiler: no reduction across lanes */
-      const float *vl = V + l * hd;
-      float w = p[l] * inv;
-      for (int64_t d = 0; d < hd; ++d) oh[d] += w * vl[d];
-    }
+  __m256 m8 = _mm256_set1_ps(mx), s8 = _mm256_setzero_ps();
+  for (; l + 8 <= L; l += 8) {
+    __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(p + l), m8));
+    _mm256_storeu_ps(p + l, e);
+    s8 = _mm256_add_ps(s8, e);
   }
+  float part[8];
+  _mm256_storeu_ps(part, s8);
+  for (int j = 0; j < 8; ++j) sum += part[j];
+#endif
+  for (; l < L; ++l) { p[l] = expf(p[l] - mx); sum += p[l]; }
+  float inv = 1.f / sum;
+  for (int64_t d = 0; d < hd; ++d) oh[d] = 0.f;
+  for (l = 0; l < L; ++l) {  /* vectorised by the compiler: no reduction across lanes */
+    const float *vl = V + l * hd;
+    float w = p[l] * inv;
+    for (int64_t d = 0; d < hd; ++d) oh[d] += w * vl[d];
+  }
+}
+
+/* One layer's attention for all M rows, one (row, query head) per block (row_pool.c): a row
+ * sees its stream's cached positions and its chunk up to itself. */
+typedef struct {
+  const float *q; float *o, *p; const proassist_kv *kv; const int64_t *stream, *offset;
+  int64_t layer, n_layers, H, Hkv, hd, maxL; float scaling;
+} attend_job;
+
+static void attend_block(void *arg, int64_t b) {
+  const attend_job *j = (const attend_job *)arg;
+  int64_t m = b / j->H, hq = b % j->H, qd = j->H * j->hd;
+  const proassist_kv *cv = j->kv + j->stream[m] * j->n_layers + j->layer;
+  attend_head(j->q + m * qd, cv->kbuf, cv->vbuf, cv->cap, cv->n + j->offset[m] + 1, j->H, j->Hkv, j->hd, hq,
+              j->scaling, j->p + b * j->maxL, j->o + m * qd);
 }
 
 /* x (M, D): the chunks' embeddings in, their last hidden states (before the final norm) out.
@@ -146,7 +159,7 @@ int proassist_decode_rows(float *x, int64_t M, const proassist_weights *layers, 
       maxL = kv[s * n_layers + i].n + rows[s] > maxL ? kv[s * n_layers + i].n + rows[s] : maxL;
   int64_t widest = D > I ? D : I;
   widest = widest > qd ? widest : qd;
-  float *f = (float *)malloc(sizeof(float) * (size_t)(M * (D + 2 * qd + 2 * kd + 2 * I + D + 1) + maxL));
+  float *f = (float *)malloc(sizeof(float) * (size_t)(M * (D + 2 * qd + 2 * kd + 2 * I + D + 1) + M * H * maxL));
   int16_t *xq = (int16_t *)malloc(sizeof(int16_t) * (size_t)(M * widest + 16));
   int64_t *stream = (int64_t *)malloc(sizeof(int64_t) * (size_t)(2 * M + 1)), *offset = stream + M;
   if (!f || !xq || !stream) { free(f); free(xq); free(stream); return 1; }
@@ -173,10 +186,8 @@ int proassist_decode_rows(float *x, int64_t M, const proassist_weights *layers, 
         memcpy(cv->vbuf + (hh * cv->cap + pos) * hd, v + m * kd + hh * hd, sizeof(float) * (size_t)hd);
       }
     }
-    for (int64_t m = 0; m < M; ++m) {  /* a row sees its stream's cached positions and its chunk up to itself */
-      const proassist_kv *cv = kv + stream[m] * n_layers + i;
-      attend(q + m * qd, cv->kbuf, cv->vbuf, cv->cap, cv->n + offset[m] + 1, H, Hkv, hd, scaling, p, o + m * qd);
-    }
+    attend_job aj = {q, o, p, kv, stream, offset, i, n_layers, H, Hkv, hd, maxL, scaling};
+    pool_run(attend_block, &aj, M * H);
     QUANTIZE(o, qd);
     int8_rows(xq, xs, M, qd, ly->w[WO], D, ly->s[WO], NULL, y);
     for (int64_t j = 0; j < M * D; ++j) x[j] += y[j];

@@ -19,6 +19,8 @@
 #include <immintrin.h>
 #endif
 
+#include "row_pool.c"
+
 #define BLK 1024       /* input positions per int32 accumulation */
 #define ROWS 4         /* weight rows per block (one x chunk load serves four rows) */
 #define PF_BLOCKS 8    /* prefetch the weight block this many blocks ahead */
@@ -72,13 +74,13 @@ static void dot_rows(const int8_t *w, int64_t K, const int16_t *xq, float *out, 
   }
 }
 
-/* y (M, N) = (xq (M, K) * xs (M,)) w^T * scale + bias, the activation rows already quantized;
- * each block of ROWS weight rows is read once for all M rows. */
-static void int8_rows(const int16_t *xq, const float *xs, int64_t M, int64_t K, const int8_t *w, int64_t N,
-                      const float *scale, const float *bias, float *y) {
+/* y (M, N) = (xq (M, K) * xs (M,)) w^T * scale + bias for the weight rows [n0, n1), the activation
+ * rows already quantized; each block of ROWS weight rows is read once for all M rows. */
+static void int8_rows_range(const int16_t *xq, const float *xs, int64_t M, int64_t K, const int8_t *w, int64_t N,
+                            const float *scale, const float *bias, float *y, int64_t n0, int64_t n1) {
   float o[ROWS];
-  for (int64_t n = 0; n < N; n += ROWS) {
-    int rows = N - n < ROWS ? (int)(N - n) : ROWS;
+  for (int64_t n = n0; n < n1; n += ROWS) {
+    int rows = n1 - n < ROWS ? (int)(n1 - n) : ROWS;
 #ifdef __AVX2__
     if (n + ROWS * (PF_BLOCKS + 1) <= N)
       for (int64_t off = 0; off < ROWS * K; off += 64)
@@ -90,6 +92,28 @@ static void int8_rows(const int16_t *xq, const float *xs, int64_t M, int64_t K, 
         y[m * N + n + r] = o[r] * xs[m] * scale[n + r] + (bias ? bias[n + r] : 0.f);
     }
   }
+}
+
+typedef struct {
+  const int16_t *xq; const float *xs; int64_t M, K; const int8_t *w; int64_t N;
+  const float *scale, *bias; float *y; int64_t per;
+} rows_job;
+
+static void rows_block(void *arg, int64_t b) {
+  const rows_job *j = (const rows_job *)arg;
+  int64_t n0 = b * j->per, n1 = n0 + j->per < j->N ? n0 + j->per : j->N;
+  int8_rows_range(j->xq, j->xs, j->M, j->K, j->w, j->N, j->scale, j->bias, j->y, n0, n1);
+}
+
+/* The whole product, its weight rows shared out among the threads (row_pool.c) in blocks of at
+ * least 64 KB of weights and about 8 per thread (each claim moves a cache line between cores);
+ * every row is computed as with one thread. */
+static void int8_rows(const int16_t *xq, const float *xs, int64_t M, int64_t K, const int8_t *w, int64_t N,
+                      const float *scale, const float *bias, float *y) {
+  int64_t per = 65536 / (K > 0 ? K : 1), even = (N + 8 * pool_threads() - 1) / (8 * pool_threads());
+  per = ((per > even ? per : even) + ROWS - 1) / ROWS * ROWS;
+  rows_job j = {xq, xs, M, K, w, N, scale, bias, y, per};
+  pool_run(rows_block, &j, (N + j.per - 1) / j.per);
 }
 
 /* Returns 0 on success, 1 when the scratch buffer cannot be allocated. */
