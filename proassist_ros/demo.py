@@ -111,19 +111,21 @@ def _wait_active(node, proc: subprocess.Popen, out: Path) -> bool:
     from lifecycle_msgs.srv import GetState
 
     get_state = node.create_client(GetState, absolute("assistant/get_state"))
-    deadline, label = time.monotonic() + 600, ""
+    deadline, label, said = time.monotonic() + 600, "", 0.0
     while label != "active":
         if proc.poll() is not None or time.monotonic() > deadline:
             _say(f"bringup did not become active (exit code {proc.poll()}); see {out / 'bringup.log'}")
             return False
         if get_state.wait_for_service(timeout_sec=1.0):
-            try:  # the node answers lifecycle queries only between transitions
-                label = get_state.call(GetState.Request(), timeout_sec=5.0).current_state.label
+            try:  # the node answers lifecycle queries only between transitions: ask often, briefly
+                label = get_state.call(GetState.Request(), timeout_sec=1.0).current_state.label
             except TimeoutError:
                 label = "configuring"
         if label != "active":
-            _say(f"waiting for the assistant (state: {label or 'starting'}; the first run converts the model)")
-            time.sleep(2.0)  # polling interval of a human-facing progress line
+            if time.monotonic() - said >= 5.0:  # a human-facing progress line every 5 s
+                _say(f"waiting for the assistant (state: {label or 'starting'}; the first run converts the model)")
+                said = time.monotonic()
+            time.sleep(0.5)  # polling interval: the replay starts within ~1.5 s of the node's activation
     return True
 
 

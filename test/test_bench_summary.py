@@ -72,7 +72,7 @@ def test_bench_quick_writes_every_key(tmp_path):
     assert s["realtime_factor_silent_100"] > s["realtime_factor_speaking"] > 0  # a reply costs tokens
     assert 0.0 <= s["decision_agreement_int8"] <= 1.0
     assert 0.5 < s["rss_ratio_last_first"] < 2.0
-    assert s["ips_stall_s"] is not None and s["ips_stall_s"] > 0  # the tiny model summarises at L = 512
+    assert s["ips_stall_s"] is not None and s["ips_stall_s"] > 0  # the tiny model summarises at QUICK_IPS_LIMIT
     if s["ros_e2e_p50_s"] is not None:
         assert 0 < s["ros_e2e_p50_s"] <= s["ros_e2e_p95_s"] < 30
         assert s["details"]["ros_e2e"]["guidance_messages"] > 0

@@ -84,9 +84,9 @@ def test_torch_threads_auto_leaves_a_core_to_ros(requested, cores, expected):
     assert resolve_threads(requested, cores) == expected
 
 
-@pytest.mark.parametrize(("requested", "cores", "expected"), [(0, 2, 2), (0, 1, 1), (0, 16, 4), (3, 2, 3),
-                                                              (1, 64, 1)])
-def test_native_threads_auto_uses_the_cores(requested, cores, expected):
+@pytest.mark.parametrize(("requested", "cores", "expected"), [(0, 2, 1), (0, 1, 1), (0, 4, 3), (0, 16, 4),
+                                                              (3, 2, 3), (1, 64, 1)])
+def test_native_threads_auto_leaves_a_core_to_ros_and_stops_at_four(requested, cores, expected):
     assert resolve_native_threads(requested, cores) == expected
 
 

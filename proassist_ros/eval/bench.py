@@ -1,6 +1,7 @@
 """`make bench`: speed, catch-up and memory of the streaming engine (numbers + plots).
 
-Three measurements on one model (default: the embedded SmolLM2 model, CPU):
+Three measurements on one model (default: the embedded SmolLM2 model, CPU, int8 as the node
+runs it there):
 
 1. latency — per-frame step time (vision + LLM), silent vs. speaking frames, vs. context length.
 2. catch-up — frames arrive at ``fps`` on a virtual clock driven by the real compute times; an
@@ -15,9 +16,10 @@ Three measurements on one model (default: the embedded SmolLM2 model, CPU):
 Then every key of ``bench/results/summary.json`` (bench_summary.py: realtime factors, reply
 speed fp32 / int8, int8 agreement and F1, KV-cache speed-up, IPS stall, ROS end-to-end latency)
 and the table of docs/performance.md's "Benchmark summary". ``--quick`` (``make bench QUICK=1``):
-the same keys from reduced runs (the first 30 s of one sample bag for int8, the shortest sample
-bag for ROS, 240 frames for the long stream, ...); it writes no docs table unless ``--docs`` is
-given.
+the same keys from reduced runs (the first 20 s of one sample bag for int8, the first 15 s of
+the shortest sample bag for ROS, 160 frames for the long stream, IPS at L = 256, no fp32 or
+kernel A/B beside the keys, ...) in under 3 minutes; it writes no docs table unless ``--docs``
+is given.
 """
 
 from __future__ import annotations
@@ -125,13 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--docs", default=None, help="the doc whose 'Benchmark summary' table is refreshed "
                    "(default: docs/performance.md for a full run, none for --quick; '' for none)")
     p.add_argument("--hour-frames", type=int, default=None,
-                   help="frames of the long stream (7200 = 1 hour at 2 FPS; --quick: 240)")
+                   help="frames of the long stream (7200 = 1 hour at 2 FPS; --quick: 160)")
     p.add_argument("--agreement-bags", nargs="+", default=None,
                    help="bags for the int8 agreement and F1 (test-split bags; default: the sample bags; "
                         "--quick: one)")
     p.add_argument("--quality-max-s", type=float, default=None, help="use only each bag's first seconds")
     p.add_argument("--ros-bag", default=None, help="bag of the ROS end-to-end run (default: the demo's)")
     p.add_argument("--ros-rate", type=float, default=1.0, help="replay rate of the ROS end-to-end run")
+    p.add_argument("--ros-max-s", type=float, default=None,
+                   help="replay only the bag's first seconds (--quick: 30)")
     p.add_argument("--ros-timeout-s", type=float, default=600.0)
     p.add_argument("--skip-ros", action="store_true", help="no ROS end-to-end run (its keys: null)")
     limit = p.add_argument("--context-limit", type=int, default=512,
@@ -163,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quick and args.quality_max_s is None:
         args.quality_max_s = bs.QUICK_QUALITY_S
+    if args.quick and args.ros_max_s is None:
+        args.ros_max_s = bs.QUICK_ROS_S
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     print(f"[bench] loading model {args.model!r} (fp32 and int8)", flush=True)
@@ -172,14 +178,14 @@ def main(argv: list[str] | None = None) -> int:
     defaults = default_settings(args.model)
     settings = {"theta": args.theta, **model_settings(args.theta, args.context_limit, defaults, strategy="ips")}
     print(f"[bench] 1/3 latency over {args.frames} frames", flush=True)
-    lat = bench_latency(model, args.frames, args.theta, args.reply_max_tokens,
+    lat = bench_latency(int8_model, args.frames, args.theta, args.reply_max_tokens,
                         settings["append_eot_after_reply"])
     print(f"[bench] 2/3 catch-up under IPS (L={args.context_limit})", flush=True)
     cfg = EngineConfig(**settings, step_matcher="none", reply_max_tokens=args.reply_max_tokens)
-    frames = _frames(max(args.frames, 30 if args.quick else 80), 2.0)
-    cat = [simulate(model, cfg, frames, 2.0, d) for d in (1, 8)]
+    frames = _frames(max(args.frames, 16 if args.quick else 80), 2.0)
+    cat = [simulate(int8_model, cfg, frames, 2.0, d) for d in (1, 8)]
     print(f"[bench] 3/3 long stream: {sz['hour_frames']} frames, IPS at L={args.context_limit}", flush=True)
-    mem = bk.hour_stream(model, defaults, sz["hour_frames"], sz["hour_window"], args.context_limit,
+    mem = bk.hour_stream(int8_model, defaults, sz["hour_frames"], sz["hour_window"], args.context_limit,
                          bk.frame_cycle(240, size=(120, 160)))
     summary = dict(model=args.model, latency={k: v for k, v in lat.items() if k != "rows"},
                    catch_up=cat, memory={k: v for k, v in mem.items() if k not in ("rss", "context")})

@@ -88,11 +88,11 @@ def realtime_factors(model, defaults: Mapping[str, Any], frames: list[np.ndarray
     """Silent frames at ~100 / ~1000 tokens of context (θ ≈ 0: every frame silent) and speaking
     frames (θ = 1: every frame replies, up to ``reply_max_tokens``) from ~100 tokens."""
     out: dict[str, Any] = {}
-    for target in (100, 1000):
-        s = session(model, defaults, 2048, theta=ALWAYS_SILENT)
-        t = _fill(s, frames, target, 0.0)
-        _timed_frames(s, frames, 2, t)  # warm-up
-        rows, _ = _timed_frames(s, frames, silent_n, t + 1.0)
+    s, t = session(model, defaults, 2048, theta=ALWAYS_SILENT), 0.0
+    for target in (100, 1000):  # one stream, measured at ~100 tokens and again at ~1000
+        t = _fill(s, frames, target, t)
+        _, t = _timed_frames(s, frames, 2, t)  # warm-up
+        rows, t = _timed_frames(s, frames, silent_n, t)
         steps = [r[0] for r in rows]
         out[f"realtime_factor_silent_{target}"] = 1.0 / float(np.median(steps)) / FPS
         out[f"silent_{target}"] = {"step_p50_s": float(np.median(steps)), "step_p95_s": float(np.percentile(steps, 95)),
@@ -113,19 +113,21 @@ def realtime_factors(model, defaults: Mapping[str, Any], frames: list[np.ndarray
 def batched_throughput(model, defaults: Mapping[str, Any], frames: list[np.ndarray], ns: tuple[int, ...],
                        rounds: int, context: int = 100) -> dict:
     """Silent frames per second for N wearers: N sessions (each filled to ~``context`` tokens, at
-    different lengths) stepped one after another (``push_frame`` each), against the same N sessions
-    decided together in one batched forward per round (``engine.batch.push_frames_together``)."""
+    different lengths) stepped one after another (``push_frame`` each), then the same N sessions
+    going on, decided together in one batched forward per round (``engine.batch.push_frames_together``;
+    their contexts a few frames longer)."""
     from proassist_ros.engine.batch import push_frames_together
 
     out: dict[str, Any] = {}
     for n in ns:
         fps = {}
-        for mode in ("separate", "batched"):
-            sessions = [session(model, defaults, 2048, theta=ALWAYS_SILENT) for _ in range(n)]
-            t = [_fill(s, frames[k:] + frames[:k], context + 8 * k, 0.0) for k, s in enumerate(sessions)]
+        sessions = [session(model, defaults, 2048, theta=ALWAYS_SILENT) for _ in range(n)]
+        t = [_fill(s, frames[k:] + frames[:k], context + 8 * k, 0.0) for k, s in enumerate(sessions)]
+        for m, mode in enumerate(("separate", "batched")):  # the same streams go on (a frame more per round)
             times = []
             for r in range(rounds + 1):  # round 0: warm-up
-                batch = [(frames[(r + k) % len(frames)], t[k] + (r + 1) / FPS) for k in range(n)]
+                rr = m * (rounds + 1) + r
+                batch = [(frames[(rr + k) % len(frames)], t[k] + (rr + 1) / FPS) for k in range(n)]
                 t0 = time.perf_counter()
                 if mode == "batched":
                     push_frames_together(sessions, batch)
@@ -145,10 +147,14 @@ def _alternating(setups: Mapping[str, tuple[Any, Any]], ctx: int, n_tokens: int,
     returns False to skip the setup), in alternating rounds so that a slow minute of a shared
     machine hits every setup: {label: {…the round-median run…, "rounds_ms": [each round's]}}."""
     per: dict[str, list[dict]] = {}
+    prefilled: dict[int, tuple] = {}  # one prefill of the ctx tokens per model, cloned for each run
     for _ in range(rounds):
         for label, (switch, model) in setups.items():
             if switch() is not False:
-                per.setdefault(label, []).append(reply_ms_per_token(model, ctx, n_tokens))
+                if id(model) not in prefilled:
+                    prefilled[id(model)] = prefill(model, ctx)
+                per.setdefault(label, []).append(reply_ms_per_token(model, ctx, n_tokens,
+                                                                    prefilled=prefilled[id(model)]))
     out = {}
     for label, runs in per.items():
         ms = [r["ms_per_token"] for r in runs]
@@ -180,16 +186,43 @@ def reply_ms_per_token_by_kernel(int8_model, ctx: int, n_tokens: int, rounds: in
         int8_kernel.use("native")
 
 
+def reply_ms_per_token_by_threads(int8_model, ctx: int, n_tokens: int, counts: tuple[int, ...] = (1, 2),
+                                  rounds: int = 3) -> dict:
+    """``reply_ms_per_token`` of the int8 model with the native products on each number of threads
+    (csrc/row_pool.c), in alternating rounds: what a free core buys (docs/performance.md "Helper
+    threads for the int8 products"). {"1": …, "2": …}; {} where the native kernel is not built."""
+    from proassist_ros.model import int8_kernel
+
+    if not int8_kernel.available():
+        return {}
+    before = int8_kernel.threads()
+    try:
+        return _alternating({str(n): (lambda n=n: int8_kernel.set_threads(n), int8_model) for n in counts}, ctx,
+                            n_tokens, rounds)
+    finally:
+        int8_kernel.set_threads(before)
+
+
 @torch.no_grad()
-def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0) -> dict:
-    """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of
-    ``model.streaming.step_frame``: one forward of the previous token, then its argmax)."""
+def prefill(model, ctx: int, seed: int = 0) -> tuple[Any, int]:
+    """A stream state holding ``ctx`` random tokens and the greedy token after them."""
     from proassist_ros.model.streaming import StreamState, forward_chunk
 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(100, model.vocab_size - 1, (ctx,), generator=g).tolist()
     state = StreamState.new()
-    tok = int(forward_chunk(model, state, ids, keep=[-1])[-1].argmax())
+    return state, int(forward_chunk(model, state, ids, keep=[-1])[-1].argmax())
+
+
+@torch.no_grad()
+def reply_ms_per_token(model, ctx: int, n_tokens: int, seed: int = 0, prefilled: tuple | None = None) -> dict:
+    """Greedy decoding on a cache of ``ctx`` tokens: median ms per token (the reply loop of
+    ``model.streaming.step_frame``: one forward of the previous token, then its argmax).
+    ``prefilled``: ``prefill(model, ctx)``'s result, cloned here (the runs of an A/B share it)."""
+    from proassist_ros.model.streaming import forward_chunk
+
+    state, tok = prefilled if prefilled is not None else prefill(model, ctx, seed)
+    state = state.clone() if prefilled is not None else state
     times = []
     for _ in range(n_tokens + 2):
         t0 = time.perf_counter()
@@ -218,16 +251,19 @@ def kv_speedup(model, ctx: int, chunk: int, reps: int, seed: int = 0) -> dict:
 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(100, model.vocab_size - 1, (ctx + chunk,), generator=g).tolist()
-    full, cached = [], []
-    state = StreamState.new()
+    from proassist_ros.model.streaming import crop
+
+    full, state = [], None
     for _ in range(reps):
         fresh = StreamState.new()
         t0 = time.perf_counter()
         forward_chunk(model, fresh, ids, keep=[-1])
         full.append(time.perf_counter() - t0)
-        del fresh
+        del state
         gc.collect()
-    forward_chunk(model, state, ids[:ctx], keep=[-1])
+        state = fresh
+    crop(state, ctx)  # the last recompute's cache of the first ctx tokens: what a prefill of them holds
+    cached = []
     for _ in range(max(3, reps) + 1):
         branch = state.clone()
         t0 = time.perf_counter()

@@ -50,5 +50,20 @@ def measure(spec: str, bag: Path, out: Path, rate: float = 1.0, timeout_s: float
     return json.loads(result.read_text())
 
 
+def head_bag(bag: Path, max_s: float, out: Path) -> Path:
+    """A bag of ``bag``'s first ``max_s`` seconds (frames, user turns, references), written to
+    ``out`` (replaced): the reduced run of ``make bench QUICK=1``."""
+    import shutil
+
+    from proassist_ros.data.dataset import write_episode
+    from proassist_ros.data.dataset_read import read_episode
+    from proassist_ros.eval.bench_quality import head
+
+    if out.exists():
+        shutil.rmtree(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return write_episode(head(read_episode(bag), max_s), out)
+
+
 def _null(why: str) -> dict:
     return {"ros_e2e_p50_s": None, "ros_e2e_p95_s": None, "ros_e2e": {"note": why}}

@@ -20,7 +20,9 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "samples"
 QUICK_BAG = "test_0005_assemble_lamp"  # the shortest sample bag (65.5 s)
 ROS_BAG = "test_0004_take_medicine"    # the demo's bag (74 s)
-QUICK_QUALITY_S = 30.0                  # QUICK: the int8 runs use the bag's first 30 s
+QUICK_QUALITY_S = 20.0                  # QUICK: the int8 runs use the bag's first 20 s
+QUICK_ROS_S = 15.0                      # QUICK: the ROS run replays the bag's first 15 s (2 replies)
+QUICK_IPS_LIMIT = 256                   # QUICK: the IPS stall runs reach their summary at L = 256
 
 # key → (target, how it is read) for the docs table; the order of summary.json's keys
 KEYS: dict[str, tuple[str, str]] = {
@@ -45,7 +47,7 @@ KEYS: dict[str, tuple[str, str]] = {
 }
 SIZES = {  # full run, QUICK run
     "silent_frames": (30, 8), "speaking_frames": (10, 3), "reply_tokens": (64, 16), "kv_reps": (3, 1),
-    "hour_frames": (7200, 240), "hour_window": (1200, 40), "frame_cycle": (64, 16), "batch_rounds": (12, 3),
+    "hour_frames": (7200, 160), "hour_window": (1200, 26), "frame_cycle": (64, 16), "batch_rounds": (12, 3),
 }
 
 
@@ -102,11 +104,16 @@ def collect(model, int8_model, spec: str, defaults: Mapping[str, Any], args, hou
     # the keys: the node's CPU default (quantize auto = int8); fp32 beside it for the ratio
     stage("realtime factors (int8, fp32)")
     res.update(bk.realtime_factors(int8_model, defaults, frames, sz["silent_frames"], sz["speaking_frames"], 40))
-    res["realtime_fp32"] = bk.realtime_factors(model, defaults, frames, sz["silent_frames"], sz["speaking_frames"], 40)
+    if not args.quick:  # fp32 beside the keys, for the docs' ratio
+        res["realtime_fp32"] = bk.realtime_factors(model, defaults, frames, sz["silent_frames"],
+                                                   sz["speaking_frames"], 40)
     stage("reply ms per token (fp32, int8)")
     rounds = 1 if args.quick else 3  # alternating rounds, the keys are round-medians (a shared machine drifts)
     tok = bk.reply_ms_per_token_models(model, int8_model, 800, sz["reply_tokens"], rounds)
-    tok["int8_by_kernel"] = bk.reply_ms_per_token_by_kernel(int8_model, 800, sz["reply_tokens"], rounds)
+    if not args.quick:  # the A/Bs beside the keys: int8 kernels, helper threads
+        tok["int8_by_kernel"] = bk.reply_ms_per_token_by_kernel(int8_model, 800, sz["reply_tokens"], rounds)
+        tok["int8_by_native_threads"] = bk.reply_ms_per_token_by_threads(int8_model, 800, sz["reply_tokens"],
+                                                                          rounds=rounds)
     res.update(reply_ms_per_token_fp32=tok["fp32"]["ms_per_token"], reply_ms_per_token_int8=tok["int8"]["ms_per_token"],
                reply_tokens=tok)
     stage("KV cache speed-up")
@@ -115,7 +122,7 @@ def collect(model, int8_model, spec: str, defaults: Mapping[str, Any], args, hou
         kv = bk.kv_speedup(model, n, chunk, sz["kv_reps"])
         res[f"kv_speedup_{n}"], res[f"kv_{n}"] = kv["speedup"], kv
     stage("many wearers: batched sessions")
-    batched = bk.batched_throughput(model, defaults, frames, (1, 2, 4) if args.quick else (1, 2, 4, 8),
+    batched = bk.batched_throughput(model, defaults, frames, (4,) if args.quick else (1, 2, 4, 8),
                                     sz["batch_rounds"])
     res.update(batched_speedup_4=batched[4]["speedup"], batched=batched)
     bags = agreement_bags(args.agreement_bags, args.quick)
@@ -127,17 +134,23 @@ def collect(model, int8_model, spec: str, defaults: Mapping[str, Any], args, hou
         notes["p95_ratio_last_first"] = (f"reduced stream: {hour['frames']} frames, windows of "
                                          f"{hour['window_frames']} frames (full: 7200 frames, 10-minute windows)")
     stage("IPS stall with catch-up (background, synchronous; int8)")
-    stall = bk.ips_stall(int8_model, defaults, frames, args.context_limit, args.reply_max_tokens)
-    sync = bk.ips_stall(int8_model, defaults, frames, args.context_limit, args.reply_max_tokens, background=False)
+    ips_limit = min(args.context_limit, QUICK_IPS_LIMIT) if args.quick else args.context_limit
+    after = 3 if args.quick else 8  # backlogs decided after the first summary
+    stall = bk.ips_stall(int8_model, defaults, frames, ips_limit, args.reply_max_tokens, after=after)
+    sync = bk.ips_stall(int8_model, defaults, frames, ips_limit, args.reply_max_tokens, after=after,
+                        background=False)
     res.update(ips_stall_s=stall["ips_stall_s"], ips_stall_sync_s=sync["ips_stall_s"], ips_stall=stall,
                ips_stall_sync=sync)
     if stall["ips_stall_s"] is None:
-        notes["ips_stall_s"] = f"no IPS summary within {stall['frames']} frames at L={args.context_limit}"
+        notes["ips_stall_s"] = f"no IPS summary within {stall['frames']} frames at L={ips_limit}"
+    elif ips_limit != args.context_limit:
+        notes["ips_stall_s"] = f"reduced run: the summary comes at L={ips_limit} (full: L={args.context_limit})"
     if args.skip_ros:
         res.update(ros_e2e_p50_s=None, ros_e2e_p95_s=None)
         notes["ros_e2e_p50_s"] = notes["ros_e2e_p95_s"] = "not measured: --skip-ros"
     else:
-        stage(f"ROS end-to-end (bringup + replay of {args.ros_bag} at {args.ros_rate:g}x)")
+        part = f"the first {args.ros_max_s:g} s of " if args.ros_max_s else ""
+        stage(f"ROS end-to-end (bringup + replay of {part}{args.ros_bag} at {args.ros_rate:g}x)")
         ros = _ros(spec, args, out_dir)
         res.update(ros)
         if ros["ros_e2e_p50_s"] is None:
@@ -163,9 +176,12 @@ def _quality(model, int8_model, defaults, bags, max_s, notes) -> dict:
 
 
 def _ros(spec: str, args, out_dir: Path) -> dict:
-    from proassist_ros.eval.bench_ros import measure
+    from proassist_ros.eval.bench_ros import head_bag, measure
 
-    return measure(spec, ros_bag(args.ros_bag), out_dir / "ros_e2e", rate=args.ros_rate, timeout_s=args.ros_timeout_s)
+    bag = ros_bag(args.ros_bag)
+    if args.ros_max_s:
+        bag = head_bag(bag, args.ros_max_s, out_dir / "ros_e2e_bag")
+    return measure(spec, bag, out_dir / "ros_e2e", rate=args.ros_rate, timeout_s=args.ros_timeout_s)
 
 
 def write(path: Path, keys: dict, *, spec: str, args, facts: dict, wall_s: float) -> dict:

@@ -60,9 +60,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("model_process", True, "run the model in a process of its own, so ROS callbacks never "
               "hold its GIL (docs/performance.md); false: in the node's process"),
     ParamSpec("torch_threads", 0, "CPU threads of the model: torch intra-op and the native int8 products; "
-              "0: auto = usable cores - 1 (>= 1) for torch, leaving a core to ROS, and every usable core "
-              "(<= 4) for the int8 products, whose helpers never wait for a busy core (docs/performance.md)",
-              low=0, high=256),
+              "0: auto = usable cores - 1 (>= 1; <= 4 for the int8 products), leaving a core to ROS "
+              "(docs/performance.md)", low=0, high=256),
     ParamSpec("fps", 2.0, "frames per second of stream time fed to the model (by header stamps)",
               runtime=True, low=0.1, high=30.0),
     ParamSpec("theta", -1.0, "talk threshold θ: silent iff P(silence) > θ (1.0: never silent); "

@@ -10,11 +10,12 @@ one intra-op thread: every OpenMP barrier waits for a thread the scheduler has p
   when it loads): idle OpenMP threads sleep instead of spinning on the core others need.
 - ``torch_threads`` (a node parameter) sets the intra-op threads; 0 = auto = the usable cores
   minus one, kept for the ROS side of the process (at least 1).
-- The same parameter sets the threads of the native int8 products (model/csrc/row_pool.c), with
-  another auto: every usable core (at most 4). Those helpers only take work they can start at
-  once, so a core the scheduler gives to DDS or TTS never stalls a product: the worst case is the
-  one-thread speed, and a reply token is decoded ~1.4× faster when the other core is free
-  (docs/performance.md "Two cores for a reply").
+- The same parameter sets the threads of the native int8 products (model/csrc/row_pool.c), auto
+  the same number (at most 4: more only wait for memory). Those helpers only take work they can
+  start at once, so a core the scheduler gives to DDS or TTS never stalls a product. On an idle
+  2-core machine two threads decode a reply token ~1.4× faster, but in the live node on 2 cores
+  (node, model process, TTS, DDS) they did not help (docs/performance.md "Helper threads for the
+  int8 products"), so auto leaves the ROS core alone here too.
 
 A user's own ``OMP_WAIT_POLICY`` in the environment always wins.
 """
@@ -57,10 +58,10 @@ NATIVE_MAX_AUTO = 4  # more helper threads than this only wait for memory on a C
 
 
 def resolve_native_threads(requested: int, cores: int | None = None) -> int:
-    """Threads of the native int8 products: ``requested`` if > 0, else every usable core (≤ 4)."""
+    """Threads of the native int8 products: ``requested`` if > 0, else as torch's auto (≤ 4)."""
     if requested > 0:
         return requested
-    return max(1, min(NATIVE_MAX_AUTO, cores if cores is not None else usable_cores()))
+    return min(NATIVE_MAX_AUTO, resolve_threads(0, cores))
 
 
 def apply_torch_threads(requested: int) -> int:
