@@ -528,3 +528,76 @@ def test_fused_decode_is_thread_safe(helpers):
         assert len(together[k]) == len(alone[k]) == 261
         assert all(torch.equal(x, y) for x, y in zip(together[k], alone[k])), k
     assert all(torch.equal(x, y) for x, y in zip(helped, alone[0]))
+
+
+def _cache_rows(state):
+    return [(layer.keys.clone(), layer.values.clone()) for layer in state.cache.layers]
+
+
+@pytest.mark.parametrize("quantize", ["none", "int8"])
+def test_lookahead_gives_the_same_reply_and_cache(quantize):
+    """Prompt-lookup drafts (model/lookup.py, ``lookahead``) change how many tokens a forward
+    feeds, never the reply: the same tokens, the same ``finished``, and a cache holding exactly
+    what one-token-at-a-time decoding leaves — with drafts that are all right (the history holds
+    the reply), all wrong (random history), partly right, and cut by ``max_new_tokens``; and the
+    draft never proposes an ``<image>`` slot."""
+    from proassist_ros.model import fused_decode, lookup, streaming
+    from proassist_ros.model.lookup import Drafter
+
+    model = load("tiny", chat_format="chatml", tokens_per_frame=1, seed=4, quantize=quantize)
+    chunks = [c for c in build_stream(model) if c[1] is not None][:6]
+    base = StreamState.new()
+    for ids, f in chunks[:-1]:
+        forward_chunk(model, base, ids, f)
+    ids, f = chunks[-1]
+    plain = base.clone()
+    ref = step_frame(model, plain, ids, f, theta=1.0, max_new_tokens=24)
+    assert len(ref.token_ids) >= 8, ref.token_ids  # θ = 1: it speaks; a reply long enough to draft
+
+    g = torch.Generator().manual_seed(5)
+    junk = torch.randint(10, model.vocab_size - 1, (200,), generator=g).tolist()
+    corrupt = list(ref.token_ids)
+    corrupt[5] = (corrupt[5] + 1) % model.vocab_size
+    histories = {"right": ref.token_ids + [model.chat.img_token_id], "wrong": junk,
+                 "partly right": corrupt, "none": []}
+    forwards = {}
+    real = streaming.forward_chunk
+    for name, hist in histories.items():
+        for max_new, k in ((24, 4), (24, 16), (7, 6)):
+            want = ref if max_new == 24 else step_frame(model, cut := base.clone(), ids, f, 1.0, max_new_tokens=max_new)
+            want_state = plain if max_new == 24 else cut
+            state = base.clone()
+            state.history = list(hist)
+            calls: list[int] = []
+            streaming.forward_chunk = lambda *a, calls=calls, **kw: calls.append(len(a[2])) or real(*a, **kw)
+            try:
+                got = step_frame(model, state, ids, f, theta=1.0, max_new_tokens=max_new, lookahead=k)
+            finally:
+                streaming.forward_chunk = real
+            assert (got.token_ids, got.finished, got.text) == (want.token_ids, want.finished, want.text), name
+            assert state.num_tokens == want_state.num_tokens == state.cache.get_seq_length(), name
+            for (ka, va), (kb, vb) in zip(_cache_rows(state), _cache_rows(want_state)):
+                assert torch.allclose(ka, kb, atol=1e-5) and torch.allclose(va, vb, atol=1e-5), name
+            forwards[name, max_new, k] = len(calls)
+    n_plain = len(ref.token_ids)  # the frame's forward + one per fed reply token
+    assert forwards["right", 24, 16] <= 4 < n_plain  # the frame, one token (a 2-token match needs it), drafts
+    assert forwards["right", 24, 4] < forwards["wrong", 24, 4] == forwards["none", 24, 4] == n_plain
+    assert forwards["right", 24, 4] < forwards["partly right", 24, 4] < n_plain
+    assert Drafter([7, 8, 99, 9], stop_id=99).draft([7, 8]) == []  # stops before <image>
+    assert Drafter([7, 8, 9, 99, 5], stop_id=99).draft([7, 8]) == [9]
+    assert lookup.DRAFT_MAX <= lookup.LOOKAHEAD_MAX < fused_decode.MAX_ROWS  # a verify forward stays fused
+
+
+def test_drafter_copies_what_followed_the_latest_match():
+    from proassist_ros.model.lookup import Drafter
+
+    hist = [1, 2, 3, 4, 5, 9, 2, 3, 7, 8]
+    assert Drafter(hist, k=2).draft([2, 3]) == [7, 8]       # the latest "2 3", not the first
+    assert Drafter(hist, k=6).draft([4, 5]) == [9, 2, 3, 7, 8, 4]  # … into the reply itself
+    assert Drafter(hist, k=6).draft([8, 42]) == []          # nothing matches
+    assert Drafter(hist, k=0).draft([2, 3]) == []
+    assert Drafter(hist, k=3, ngram_max=3).draft([9, 2, 3]) == [7, 8, 9]  # the longest suffix first
+    assert Drafter([5, 6, 1], k=3).draft([5, 6]) == [1, 5, 6]  # 2-token suffix "5 6"
+    assert Drafter([9, 6, 1], k=3).draft([5, 6]) == []      # one token alone ("6") is not enough…
+    assert Drafter([9, 6, 1], k=3, ngram_min=1).draft([5, 6]) == [1, 5, 6]  # …unless asked for
+    assert Drafter([], k=3).draft([5, 6, 7, 5, 6]) == [7, 5, 6]  # the reply's own repeats

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from proassist_ros.model.lookup import DRAFT_MAX, LOOKAHEAD_MAX
+
 CONTEXT_STRATEGIES = ("ips", "drop_middle", "drop_all")
 MIN_CONTEXT_LIMIT = 64          # the engine's floor (tests run at L = 96); the node asks for more
 RESERVE, DROP_MIDDLE_KEEP_LAST = 128, 512   # spec §2.5 / §3.3, at L = 4096
@@ -45,6 +47,9 @@ class EngineConfig:
     summary_theta / summary_max_tokens: θ and length cap of IPS summaries (always 0.5 / 512 in
         the paper, P12).
     reply_max_tokens: cap of one reply, assistant-header tokens included (§2.2 step 4e).
+    reply_lookahead: beyond the paper, speed only — each reply or summary forward also feeds up to
+        this many tokens guessed from the context (prompt lookup, model/lookup.py) and keeps those
+        the greedy argmax confirms: the same text in fewer forwards. 0 = one token per forward.
     drop_middle_keep_last: tokens kept at the end of the cache by drop_middle (512 in the paper);
         checked and used only under drop_middle (0 elsewhere: nothing is kept).
     append_eot_after_reply: feed the end-of-turn token after each reply and each IPS summary, as
@@ -73,6 +78,7 @@ class EngineConfig:
     summary_theta: float = 0.5
     summary_max_tokens: int = 512
     reply_max_tokens: int = 100
+    reply_lookahead: int = DRAFT_MAX
     drop_middle_keep_last: int = DROP_MIDDLE_KEEP_LAST
     append_eot_after_reply: bool = False
     min_gap_s: float = 0.0
@@ -100,6 +106,8 @@ class EngineConfig:
              "reserve", "must be an integer in [0, context_limit/2)")
         need(isinstance(self.reply_max_tokens, int) and self.reply_max_tokens >= 1,
              "reply_max_tokens", "must be an integer ≥ 1")
+        need(isinstance(self.reply_lookahead, int) and 0 <= self.reply_lookahead <= LOOKAHEAD_MAX,
+             "reply_lookahead", f"must be an integer in [0, {LOOKAHEAD_MAX}] (0 = off)")
         need(isinstance(self.summary_max_tokens, int) and self.summary_max_tokens >= 1,
              "summary_max_tokens", "must be an integer ≥ 1")
         if self.context_strategy == "drop_middle":  # the other strategies keep no tail

@@ -47,7 +47,7 @@ def iterative_progress_summarization(model, state: StreamState, cfg: EngineConfi
     chat = model.chat
     request = chat.message_ids("system", SUMMARY_QUERY) + chat.image_ids(1)
     step = step_frame(model, state, request, frame_feats, cfg.summary_theta,
-                      max_new_tokens=cfg.summary_max_tokens,
+                      max_new_tokens=cfg.summary_max_tokens, lookahead=cfg.reply_lookahead,
                       append_eot_after_reply=cfg.append_eot_after_reply)
     summary = step.text.strip()
     state.cache, state.num_tokens = None, 0  # positions restart at 0

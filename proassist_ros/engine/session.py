@@ -344,7 +344,7 @@ class AssistantSession:
             return r
         before_reply = self._state.num_tokens + (len(f.ids) if fed is None else 0)
         step = step_frame(self.model, self._state, f.ids, f.feats, cfg.theta,
-                          max_new_tokens=cfg.reply_max_tokens,
+                          max_new_tokens=cfg.reply_max_tokens, lookahead=cfg.reply_lookahead,
                           append_eot_after_reply=cfg.append_eot_after_reply, fed_logits=fed)
         # Stage timings (runtime/stages.py): the decision, then the reply's tokens.
         timings = {"decide_s": step.decide_s, "reply_s": time.perf_counter() - t0 - step.decide_s}

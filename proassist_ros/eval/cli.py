@@ -9,6 +9,7 @@ from pathlib import Path
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, QUANTIZE_CHOICES
 from proassist_ros.engine.config import CONTEXT_STRATEGIES
+from proassist_ros.model.lookup import DRAFT_MAX
 from proassist_ros.utils.cliargs import deprecated_alias
 
 
@@ -38,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window-s", help="matching window in seconds LEFT,RIGHT (overrides --window), e.g. -2,4")
     p.add_argument("--context-limit", type=int, help="context limit L in tokens (default: the model's own, else 4096)")
     p.add_argument("--reply-max-tokens", type=int, default=100)
+    p.add_argument("--reply-lookahead", type=int, default=DRAFT_MAX,
+                   help="tokens guessed per reply forward by prompt lookup (0 = one token per forward); "
+                        "speed only, greedy replies are the same")
     # Hidden: the reply ending is the model's own (how it was trained: engine.config.model_settings);
     # on/off force it, e.g. to measure the released inference's ending (spec P1) on a model trained here.
     p.add_argument("--append-eot", choices=("auto", "on", "off"), default="auto", help=argparse.SUPPRESS)
@@ -92,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
                                 thetas=thetas,
                                 context_strategy=args.context_strategy, knowledge=not args.no_knowledge, fps=args.fps,
                                 window=args.window, window_s=window_s, context_limit=args.context_limit,
-                                reply_max_tokens=args.reply_max_tokens, compare_model=args.compare_model,
+                                reply_max_tokens=args.reply_max_tokens,
+                                reply_lookahead=args.reply_lookahead, compare_model=args.compare_model,
                                 rule_k=args.rule_k, camera_topic=args.camera_topic,
                                 append_eot={"auto": None, "on": True, "off": False}[args.append_eot],
                                 asr=args.asr)

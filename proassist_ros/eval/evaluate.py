@@ -30,6 +30,7 @@ from proassist_ros.eval.metrics import (
 )
 from proassist_ros.eval.offline import VideoRun, run_episode
 from proassist_ros.eval.scoring import NO_TASK_NOTE, NOT_SCORED_REASON, score_video
+from proassist_ros.model.lookup import DRAFT_MAX
 
 # Said in metrics.json, the report and the printed summary (a user's own recording has neither).
 
@@ -48,6 +49,7 @@ class EvalSettings:
     window_s: tuple[float, float] | None = None   # overrides `window`
     context_limit: int | None = None        # None: the model's own (default_settings), else 4096
     reply_max_tokens: int = 100
+    reply_lookahead: int = DRAFT_MAX        # prompt-lookup drafts per reply forward (speed only)
     compare_model: str | None = None        # a second model, scored at its own best θ
     rule_k: float | None = None             # None: the best k on these bags (say so in the report)
     vision_batch: int = 32
@@ -60,7 +62,7 @@ class EvalSettings:
         from proassist_ros.engine.config import model_settings
 
         kw: dict = dict(theta=theta, context_strategy=self.context_strategy,
-                        reply_max_tokens=self.reply_max_tokens)
+                        reply_max_tokens=self.reply_max_tokens, reply_lookahead=self.reply_lookahead)
         # None: the model's own L (and reserve); the reserve and keep-last as the node derives
         # them; the reply ending as the model was trained unless forced
         kw.update(model_settings(None, self.context_limit or 0, model_defaults or {},

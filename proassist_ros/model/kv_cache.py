@@ -67,6 +67,10 @@ class GrowingLayer(DynamicLayer):
     keys = property(lambda self: self._k.view(), lambda self, t: setattr(self, "_k", _Growing(t)))
     values = property(lambda self: self._v.view(), lambda self, t: setattr(self, "_v", _Growing(t)))
 
+    def truncate(self, length: int) -> None:
+        """Keep the first ``length`` positions; the room after them is reused by the next update."""
+        self._k.n, self._v.n = min(self._k.n, length), min(self._v.n, length)
+
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)

@@ -19,7 +19,8 @@ import torch
 from transformers import DynamicCache
 
 from proassist_ros.model import decode as lean_forward
-from proassist_ros.model.kv_cache import new_kv_cache
+from proassist_ros.model.kv_cache import GrowingLayer, new_kv_cache
+from proassist_ros.model.lookup import HISTORY_MAX, Drafter
 from proassist_ros.model.modeling import ProAssistModel
 
 FORCE_LOGIT = 1e4  # the original forces the eot logit to ±1e4 (spec §2.2 step 4c)
@@ -71,11 +72,13 @@ class FeedLog:
 @dataclass
 class StreamState:
     """Per-stream KV cache; ``num_tokens`` is its length (= next position id). ``log``, when set,
-    records every token fed from then on (FeedLog)."""
+    records every token fed from then on (FeedLog). ``history``: the ids fed lately (≤ 2 ×
+    ``lookup.HISTORY_MAX``), the source of a reply's prompt-lookup drafts (model/lookup.py)."""
 
     cache: DynamicCache | None = None
     num_tokens: int = 0
     log: FeedLog | None = None
+    history: list[int] = field(default_factory=list)
 
     @classmethod
     def new(cls) -> StreamState:
@@ -84,7 +87,7 @@ class StreamState:
     def clone(self) -> StreamState:
         """Independent copy (e.g. to keep Drop-Middle's initial part or to branch a stream);
         the copy records nothing."""
-        return StreamState(copy.deepcopy(self.cache), self.num_tokens)
+        return StreamState(copy.deepcopy(self.cache), self.num_tokens, history=list(self.history))
 
 
 @dataclass
@@ -134,6 +137,9 @@ def forward_chunk(
         keep_rows = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
     logits = lean_forward.logits(model.llm, embeds, state.cache, positions, keep_rows)  # the cache grows in place
     state.num_tokens += int(ids.numel())
+    state.history += ids.tolist()
+    if len(state.history) > 2 * HISTORY_MAX:
+        del state.history[:-HISTORY_MAX]
     if state.log is not None:
         state.log.record(ids.tolist(), frame_feats)
     return logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
@@ -153,6 +159,7 @@ def step_frame(
     max_new_tokens: int = 100,
     append_eot_after_reply: bool = False,
     fed_logits: torch.Tensor | None = None,
+    lookahead: int = 0,
 ) -> FrameStep:
     """One frame decision: feed the chunk, decide, maybe reply (spec §2.2 step 4).
 
@@ -163,6 +170,9 @@ def step_frame(
     generated tokens (header included). As in the original the final token — the end-of-turn
     token or the one at the limit — is not fed back, unless ``append_eot_after_reply`` (P1), in
     which case the cache ends with ``reply<eot>`` as in training.
+
+    ``lookahead`` > 0: each forward also feeds up to that many drafted tokens (model/lookup.py) and
+    keeps those the greedy argmax confirms — the same reply in fewer forwards.
 
     ``fed_logits``: the chunk was already fed (a batched forward over several streams,
     engine/batch.py); these are its last position's logits, and the step goes on from them.
@@ -185,18 +195,41 @@ def step_frame(
     if first == silence or max_new_tokens <= 0:
         return FrameStep(p_silence, False, decide_s=decide_s)
 
-    tokens = [first]
-    finished = False
-    while len(tokens) < max_new_tokens:
-        nxt = _argmax(forward_chunk(model, state, tokens[-1:])[-1])
-        if nxt == silence:
-            finished = True
-            break
-        tokens.append(nxt)
+    tokens, finished = _greedy_reply(model, state, first, max_new_tokens, lookahead)
     if append_eot_after_reply:
         forward_chunk(model, state, ([] if finished else tokens[-1:]) + [silence], keep=[-1])
     text = chat.clean_reply(tokens)
     return FrameStep(p_silence, bool(text), tokens, text, finished, decide_s)
+
+
+def _greedy_reply(model: ProAssistModel, state: StreamState, first: int, max_new_tokens: int,
+                  lookahead: int) -> tuple[list[int], bool]:
+    """Greedy tokens after ``first`` until the end-of-turn token (``finished``) or the limit.
+
+    Every forward feeds the last token and, with ``lookahead``, a draft d₁…d_k after it; row j's
+    argmax is the greedy token after d_j, so the reply takes d₁, d₂, … while each equals the
+    argmax before it, then the first argmax that differs (or follows the last draft). Rows past
+    the last taken token are cut from the cache, which then holds exactly what one-token-at-a-time
+    decoding leaves: the reply except its final token (the end-of-turn token: all of it).
+    """
+    silence = model.chat.silence_id
+    drafter = Drafter(state.history, lookahead, stop_id=model.chat.img_token_id) if lookahead > 0 else None
+    tokens = [first]
+    while len(tokens) < max_new_tokens:
+        guess = drafter.draft(tokens)[: max_new_tokens - len(tokens) - 1] if drafter else []
+        start = state.num_tokens
+        preds = forward_chunk(model, state, tokens[-1:] + guess).argmax(-1).tolist()  # (1 + len(guess),)
+        for j, nxt in enumerate(preds):
+            if nxt == silence or len(tokens) + 1 >= max_new_tokens or j == len(guess) or guess[j] != nxt:
+                break
+            tokens.append(nxt)  # the draft's d_{j+1}, confirmed: already fed
+        if j < len(guess):  # keep the last token and the confirmed drafts
+            crop(state, start + j + 1)
+            del state.history[len(state.history) - (len(guess) - j):]
+        if nxt == silence:
+            return tokens, True
+        tokens.append(nxt)
+    return tokens, False
 
 
 def crop(state: StreamState, length: int) -> None:
@@ -204,8 +237,11 @@ def crop(state: StreamState, length: int) -> None:
     if state.cache is None or state.num_tokens <= length:
         return
     for layer in state.cache.layers:
-        layer.keys = layer.keys[..., :length, :]
-        layer.values = layer.values[..., :length, :]
+        if isinstance(layer, GrowingLayer):
+            layer.truncate(length)  # keeps the buffer: the next token is written in place
+        else:
+            layer.keys = layer.keys[..., :length, :]
+            layer.values = layer.values[..., :length, :]
     state.num_tokens = length
     if state.log is not None:
         state.log.truncate(max(length - state.log.start, 0))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from proassist_ros.constants import DEFAULT_QUANTIZE, IMAGE_TOPIC, QUANTIZE_CHOICES
+from proassist_ros.model.lookup import DRAFT_MAX, LOOKAHEAD_MAX
 
 if TYPE_CHECKING:
     from rclpy.node import Node
@@ -95,6 +96,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               "a crash (docs/reliability.md); empty: not kept"),
     ParamSpec("reply_max_tokens", 100, "cap on the tokens of one reply (assistant header included)",
               runtime=True, low=1, high=1024),
+    ParamSpec("reply_lookahead", DRAFT_MAX, "tokens guessed from the context per reply forward "
+              "(prompt lookup, model/lookup.py): the same greedy reply in fewer forwards; 0: off",
+              runtime=True, low=0, high=LOOKAHEAD_MAX),
     ParamSpec("min_gap_s", 0.0, "minimum stream time between two utterances (0: off)",
               runtime=True, low=0.0, high=3600.0),
     ParamSpec("talk_budget_per_min", 0, "max utterances per minute of stream time (0: unlimited)",
@@ -109,7 +113,7 @@ SPECS: dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 RUNTIME_PARAMS = frozenset(p.name for p in PARAMS if p.runtime)
 # Parameters passed to EngineConfig under the same name: the run-time policies (applied live
 # through AssistantSession.update_config) and the configure-time context settings.
-ENGINE_POLICIES = ("theta", "reply_max_tokens", "min_gap_s", "talk_budget_per_min",
+ENGINE_POLICIES = ("theta", "reply_max_tokens", "reply_lookahead", "min_gap_s", "talk_budget_per_min",
                    "suppress_repeats")
 ENGINE_SETUP = ("context_limit", "context_strategy", "ips_background")
 
@@ -138,6 +142,7 @@ class AssistantConfig:
     knowledge_file: str = ""
     state_file: str = ""
     reply_max_tokens: int = 100
+    reply_lookahead: int = DRAFT_MAX
     min_gap_s: float = 0.0
     talk_budget_per_min: int = 0
     suppress_repeats: bool = False

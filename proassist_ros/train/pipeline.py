@@ -46,6 +46,8 @@ class PipelineConfig:
     hz: float = 2.0
     tower_preset: str = "v2"       # train vision pretrain --preset
     tower_args: tuple[str, ...] = ()
+    tower_base_preset: str | None = None  # set: stage 1 first trains this tower (OUT/tower_base) and
+                                          # starts the tower from it (--init-tower)
     stage2_preset: str = "default"  # proassist train --preset
     stage2_args: tuple[str, ...] = ()
     stage2_val: tuple[int, int] = (0, 6)     # val videos [a, b): stage 2's held-out loss
@@ -116,9 +118,15 @@ class Pipeline:
                                 str(c.long_videos), "--split", "train", "--seed", str(c.train_seed), "--long"])
             return cmds
         if stage == "stage1":
-            return [[*cli, "train", "vision", "pretrain", "--data", str(self.data / "train"),
-                     "--val", *_bags(self.data / "val", c.stage2_val), "--out", str(self.tower),
-                     "--preset", c.tower_preset, *c.tower_args]]
+            pretrain = [*cli, "train", "vision", "pretrain", "--data", str(self.data / "train"),
+                        "--val", *_bags(self.data / "val", c.stage2_val)]
+            if c.tower_base_preset is None:
+                return [[*pretrain, "--out", str(self.tower), "--preset", c.tower_preset, *c.tower_args]]
+            base = self.out / "tower_base"
+            cmds = [] if (base / "tower.safetensors").is_file() else [
+                [*pretrain, "--out", str(base), "--preset", c.tower_base_preset, *c.tower_args]]
+            return cmds + [[*pretrain, "--out", str(self.tower), "--preset", c.tower_preset, *c.tower_args,
+                            "--init-tower", str(base)]]
         if stage == "features":
             return [[*cli, "train", "vision", "features", "--data", *self._train_dirs(),
                      *_bags(self.data / "val", c.stage2_val), "--tower", str(self.tower),

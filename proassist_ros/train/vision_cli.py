@@ -28,8 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--data", nargs="+", required=True, help="training bags or directories of bags")
     p.add_argument("--val", nargs="+", help="held-out bags for vision_eval.json (default: 10%% of --data)")
     p.add_argument("--out", required=True)
-    p.add_argument("--preset", default="default", choices=("default", "smoke", "v2"),
-                   help="v2: + the world's facts (step ends, step, hand, object states) as extra targets, 2 FPS")
+    p.add_argument("--preset", default="default", choices=("default", "smoke", "v2", "v5"),
+                   help="v2: + the world's facts (step ends, step, hand, object states) as extra targets, 2 FPS; "
+                        "v5: v2 with a conv stem, 1200 steps, meant to start from a default tower (--init-tower)")
     for name, typ in (("image-size", int), ("patch-size", int), ("hidden", int), ("layers", int), ("heads", int),
                       ("intermediate", int), ("steps", int), ("batch", int), ("per-video", int), ("lr", float),
                       ("bias-init", float), ("fps", float), ("ckpt-every", int), ("stop-after", int)):
