@@ -38,8 +38,14 @@ def test_stages_are_the_cli_commands(tmp_path):
     s2 = p.commands("stage2")[0]
     assert "--resume" not in s2 and s2[s2.index("--tower") + 1] == str(tmp_path / "tower")
     assert "--nproc_per_node=2" in s2 and s2[s2.index("--steps") + 1] == "750"  # 2 ranks × 750
-    s1 = p.commands("stage1")[0]
-    assert s1[s1.index("--preset") + 1] == "default"  # the v1 tower recipe (no v2 tower beat it)
+    base, s1 = p.commands("stage1")  # the v1 tower recipe, then the v5 tower started from it
+    assert base[base.index("--preset") + 1] == "default"
+    assert base[base.index("--out") + 1] == str(tmp_path / "tower_base")
+    assert s1[s1.index("--preset") + 1] == "v5" and s1[s1.index("--init-tower") + 1] == str(tmp_path / "tower_base")
+    assert s1[s1.index("--out") + 1] == str(tmp_path / "tower")
+    (tmp_path / "tower_base").mkdir()
+    (tmp_path / "tower_base" / "tower.safetensors").write_bytes(b"")
+    assert p.commands("stage1") == [s1]  # a finished base tower is not trained again on resume
     assert "--nproc_per_node=2" in theta
     assert "torch.distributed.run" not in Pipeline(tmp_path, "smoke", None).commands("stage2")[0]
     with pytest.raises(ValueError, match="unknown stage"):
