@@ -113,17 +113,21 @@ def test_image_token_is_outside_vocab_and_replaced():
 
 def test_embedded_model_with_a_conv_stem_tower():
     """A stage-1 tower with ``patch_stem: conv`` gets a model built to fit it (stage 2's route:
-    ``load("embedded", weights="random", **tower_overrides(dir))``); the shipped tower is a patch tower."""
+    ``load("embedded", weights="random", **tower_overrides(dir))``); the shipped tower (v6) is one,
+    and asking the shipped model for the other stem is refused with the way out."""
     from proassist_ros.model.embedded import WEIGHTS_DIR
     from proassist_ros.model.tower import tower_overrides
     from proassist_ros.model.vision import ConvStem
 
-    assert tower_overrides(WEIGHTS_DIR)["patch_stem"] == "patch"
+    assert tower_overrides(WEIGHTS_DIR)["patch_stem"] == "conv"
     model = load("embedded", weights="random", patch_stem="conv", image_size=64, patch_size=16, vision_hidden=64,
                  vision_layers=1)
     assert isinstance(model.vision.embeddings.patch_embedding, ConvStem)
     assert model.config.vision["patch_stem"] == "conv"
     frames = np.zeros((2, 48, 64, 3), np.uint8)
     assert model.encode_frames(frames).shape == (2, 1, 64)
-    with pytest.raises(ValueError, match="patch_stem=conv"):
-        load("embedded", patch_stem="conv")
+    with pytest.raises(ValueError, match="patch_stem=patch .shipped: conv.*weights='random'"):
+        load("embedded", patch_stem="patch")
+    patch = load("embedded", weights="random", patch_stem="patch", image_size=64, patch_size=16, vision_hidden=64,
+                 vision_layers=1)
+    assert not isinstance(patch.vision.embeddings.patch_embedding, ConvStem)

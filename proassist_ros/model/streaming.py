@@ -218,8 +218,9 @@ def _greedy_reply(model: ProAssistModel, state: StreamState, first: int, max_new
     while len(tokens) < max_new_tokens:
         guess = drafter.draft(tokens)[: max_new_tokens - len(tokens) - 1] if drafter else []
         start = state.num_tokens
-        preds = forward_chunk(model, state, tokens[-1:] + guess).argmax(-1).tolist()  # (1 + len(guess),)
-        for j, nxt in enumerate(preds):
+        logits = forward_chunk(model, state, tokens[-1:] + guess)  # (1 + len(guess), V)
+        for j in range(len(logits)):
+            nxt = _argmax(logits[j])  # one argmax per token taken, as one-token decoding takes them
             if nxt == silence or len(tokens) + 1 >= max_new_tokens or j == len(guess) or guess[j] != nxt:
                 break
             tokens.append(nxt)  # the draft's d_{j+1}, confirmed: already fed

@@ -4,7 +4,7 @@ choices come from the training samples' labels, and every chunk it feeds is reco
 from __future__ import annotations
 
 from proassist_ros.engine import session as session_module
-from proassist_ros.model import streaming
+from proassist_ros.model import lookup, streaming
 from proassist_ros.train.sequence import IGNORE, Sample
 
 
@@ -40,4 +40,8 @@ def record_fed(model, samples: list[Sample], monkeypatch) -> list[tuple[bool, li
 
     monkeypatch.setattr(streaming, "forward_chunk", recording)
     monkeypatch.setattr(session_module, "forward_chunk", recording)
+    # One token per reply forward: the recorded chunks are compared with training's layout as fed,
+    # and prompt-lookup drafts would add rows the engine then cuts (their equivalence is tested on
+    # its own: test_model_streaming.py, test_lookahead_gives_the_same_reply_and_cache).
+    monkeypatch.setattr(streaming, "Drafter", lambda history, k, **kw: lookup.Drafter(history, 0, **kw))
     return calls
