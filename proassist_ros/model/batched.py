@@ -126,8 +126,6 @@ def forward_chunks_batched(
     else:
         last = _last_hidden_padded(model, states, embeds, past)
     logits = model.llm.get_output_embeddings()(last).float()  # (N, V)
-    for i, s in enumerate(states):
-        s.num_tokens += len(chunks[i][0])
-        if s.log is not None:
-            s.log.record(chunks[i][0], chunks[i][1])
+    for s, (ids, feats) in zip(states, chunks):
+        s.advance(list(ids), feats)  # as forward_chunk books it: length, drafting history, log
     return list(logits)

@@ -84,6 +84,15 @@ class StreamState:
     def new(cls) -> StreamState:
         return cls()
 
+    def advance(self, ids: Sequence[int], feats: torch.Tensor | None) -> None:
+        """Book a chunk just appended to the cache: its length, the drafting history, the log."""
+        self.num_tokens += len(ids)
+        self.history += ids
+        if len(self.history) > 2 * HISTORY_MAX:
+            del self.history[:-HISTORY_MAX]
+        if self.log is not None:
+            self.log.record(ids, feats)
+
     def clone(self) -> StreamState:
         """Independent copy (e.g. to keep Drop-Middle's initial part or to branch a stream);
         the copy records nothing."""
@@ -136,12 +145,7 @@ def forward_chunk(
         t = ids.numel()
         keep_rows = torch.tensor([k % t for k in keep], dtype=torch.long, device=model.device)
     logits = lean_forward.logits(model.llm, embeds, state.cache, positions, keep_rows)  # the cache grows in place
-    state.num_tokens += int(ids.numel())
-    state.history += ids.tolist()
-    if len(state.history) > 2 * HISTORY_MAX:
-        del state.history[:-HISTORY_MAX]
-    if state.log is not None:
-        state.log.record(ids.tolist(), frame_feats)
+    state.advance(ids.tolist(), frame_feats)
     return logits[0].float()  # (T, V), fp32 like transformers 4.43's up-cast
 
 
