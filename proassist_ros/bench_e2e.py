@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> dict:
     ex.add_node(node)
     threading.Thread(target=ex.spin, daemon=True).start()
     clock: list[tuple[float, int]] = []   # (monotonic receipt, /clock ns)
-    got: list[tuple[float, int, int]] = []  # (monotonic receipt, header stamp ns, session)
+    got: list[tuple[float, int, str, float]] = []  # (monotonic receipt, header stamp ns, session, node latency_s)
     lock = threading.Lock()
 
     def on_clock(m) -> None:
@@ -45,7 +45,7 @@ def _run(args: argparse.Namespace) -> dict:
     def on_guidance(m) -> None:
         now = time.monotonic()
         with lock:
-            got.append((now, m.header.stamp.sec * NS_PER_S + m.header.stamp.nanosec, m.session_id))
+            got.append((now, m.header.stamp.sec * NS_PER_S + m.header.stamp.nanosec, m.session_id, m.latency_s))
 
     reliable = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(Clock, "/clock", on_clock, QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
@@ -60,8 +60,8 @@ def _run(args: argparse.Namespace) -> dict:
         node.destroy_node()
         rclpy.try_shutdown()
     session = metrics["live"]["session_id"]
-    e2e = []
-    for recv, stamp, sid in got:
+    e2e, node = [], []
+    for recv, stamp, sid, latency in got:
         if sid != session:
             continue
         before = [c for c in clock if c[0] <= recv]
@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> dict:
         mono, sim = before[-1]
         sim_now = sim + (recv - mono) * args.rate * NS_PER_S
         e2e.append((sim_now - stamp) / NS_PER_S / args.rate)
+        node.append(float(latency))
     live = metrics["live"]
     info = {"bag": str(args.bag), "rate": args.rate, "guidance_messages": len(e2e),
             "frames_processed": live["frames_processed"], "frames_expected": live["frames_expected"],
@@ -79,8 +80,11 @@ def _run(args: argparse.Namespace) -> dict:
                     "parameters: reply_max_tokens 40, the model's own θ); includes the reply's decoding"}
     if not e2e:
         return {**_null("no Guidance of the replay's session was received"), "ros_e2e": info}
+    # The node's own share (Guidance.latency_s: frame receipt → publish, mostly the reply's decoding);
+    # the rest is the camera frame's way in (player, DDS, the node's queue) and the Guidance's way out.
     return {"ros_e2e_p50_s": float(np.median(e2e)), "ros_e2e_p95_s": float(np.percentile(e2e, 95)),
-            "ros_e2e": {**info, "e2e_s": [round(x, 4) for x in e2e]}}
+            "ros_e2e": {**info, "e2e_s": [round(x, 4) for x in e2e], "node_latency_s": [round(x, 4) for x in node],
+                        "node_latency_p50_s": float(np.median(node))}}
 
 
 def main(argv: list[str] | None = None) -> int:

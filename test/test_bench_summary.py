@@ -75,4 +75,8 @@ def test_bench_quick_writes_every_key(tmp_path):
     assert s["ips_stall_s"] is not None and s["ips_stall_s"] > 0  # the tiny model summarises at QUICK_IPS_LIMIT
     if s["ros_e2e_p50_s"] is not None:
         assert 0 < s["ros_e2e_p50_s"] <= s["ros_e2e_p95_s"] < 30
-        assert s["details"]["ros_e2e"]["guidance_messages"] > 0
+        e2e = s["details"]["ros_e2e"]
+        assert e2e["guidance_messages"] > 0
+        # the node's own share, from each Guidance's latency_s: one per message, non-negative
+        assert len(e2e["node_latency_s"]) == len(e2e["e2e_s"]) == e2e["guidance_messages"]
+        assert min(e2e["node_latency_s"]) >= 0 and e2e["node_latency_p50_s"] >= 0
