@@ -9,7 +9,7 @@ P(silence) > θ), so every processed frame shows up as one Guidance.
 
 The camera runs as a user's camera does: without the project's Fast DDS profile, at rclpy's
 default publisher QoS (reliable, keep-last 10), and the node keeps its defaults
-(``image_reliability: auto``, ``image_depth: 10``). Auto then subscribes reliable, Fast DDS
+(``image_reliability: auto``, ``image_depth: 30``). Auto then subscribes reliable, Fast DDS
 repairs whatever the loaded machine loses, and the camera waits until every frame was
 acknowledged: so the counts below are exact. (They were "at least 90 %" with a best-effort
 camera, and still flaked: under load a best-effort subscriber loses whole runs of frames, which

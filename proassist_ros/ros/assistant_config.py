@@ -84,7 +84,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "camera subscription reliability; auto: reliable when every publisher on the topic "
               "offers reliable, else best_effort (re-decided when the publishers change)",
               choices=("auto", "best_effort", "reliable")),
-    ParamSpec("image_depth", 10, "camera subscription queue depth (frames kept in DDS until the "
+    ParamSpec("image_depth", 30, "camera subscription queue depth (frames kept in DDS until the "
               "callback takes them; the fps gate and catch-up backlog come after it)",
               low=1, high=100),
     ParamSpec("catchup_depth", 8, "sampled frames kept while inference is busy; they enter the context "
@@ -136,7 +136,7 @@ class AssistantConfig:
     image_topic: str = IMAGE_TOPIC
     transport: str = "raw"
     image_reliability: str = "auto"
-    image_depth: int = 10
+    image_depth: int = 30
     catchup_depth: int = 8
     system_prompt: str = ""
     knowledge_file: str = ""
